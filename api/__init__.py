@@ -1,0 +1,1 @@
+"""artifactlog API: GraphQL schema (strawberry on starlette), HTTP routes and the CLI."""

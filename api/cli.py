@@ -1,0 +1,236 @@
+"""The `artifactlog` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from api.client import VERSION_FIELDS, GraphQLClient
+from core.errors import ArtifactlogError, ValidationError
+from core.settings import Settings
+from core.stack import Stack, read_state, write_state
+
+INGEST = f"""mutation($input: IngestInput!) {{
+  ingest(input: $input) {{ created position version {{ {VERSION_FIELDS} }} }} }}"""
+PROMOTE = f"""mutation($ref: VersionRefInput!, $reason: String) {{
+  promote(ref: $ref, reason: $reason) {{ position version {{ {VERSION_FIELDS} }}
+    previous {{ number label }} }} }}"""
+HISTORY = f"""query($ns: String!, $name: String!, $after: String) {{
+  artifact(namespace: $ns, name: $name) {{ kind production {{ number }}
+    versions(first: 1000, after: $after) {{ totalCount pageInfo {{ hasNextPage endCursor }}
+      edges {{ node {{ {VERSION_FIELDS} }} }} }} }} }}"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=os.environ.get("ARTIFACTLOG_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        settings = Settings.from_env()
+        return int(args.handler(args, settings) or 0)
+    except ArtifactlogError as exc:
+        print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="artifactlog", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start the whole system (embedded engines by default)")
+    up.add_argument("--host", help="HTTP address (default 127.0.0.1)")
+    up.add_argument("--port", type=int, help="HTTP port (default 8000)")
+    up.add_argument("--demo", action="store_true", help="load sample artifacts")
+    up.set_defaults(handler=cmd_up)
+
+    run = sub.add_parser("run", help="run one process role against configured servers")
+    run.add_argument("role", choices=["relay"])
+    run.set_defaults(handler=cmd_run)
+
+    ingest = sub.add_parser("ingest", help="ingest a new version from a file or stdin")
+    ingest.add_argument("artifact", metavar="NAMESPACE/NAME")
+    ingest.add_argument("file", nargs="?", default="-", help="file to ingest, or - for stdin")
+    ingest.add_argument("--kind")
+    ingest.add_argument("--as", dest="content_as", choices=["auto", "json", "text", "bytes"],
+                        default="auto", help="how to read the content (default: by content)")
+    ingest.add_argument("--media-type")
+    ingest.add_argument("--metadata", help="JSON object of properties")
+    ingest.add_argument("--producer")
+    ingest.add_argument("--idempotency-key")
+    ingest.add_argument("--expected-version", type=int)
+    ingest.add_argument("--force", action="store_true", help="new version even if unchanged")
+    ingest.set_defaults(handler=cmd_ingest)
+
+    promote = sub.add_parser("promote", help="make a version the production version")
+    promote.add_argument("artifact", metavar="NAMESPACE/NAME")
+    promote.add_argument("number", type=int)
+    promote.add_argument("--reason")
+    promote.set_defaults(handler=cmd_promote)
+
+    history = sub.add_parser("history", help="list an artifact's versions")
+    history.add_argument("artifact", metavar="NAMESPACE/NAME")
+    history.add_argument("--json", action="store_true", help="print JSON")
+    history.set_defaults(handler=cmd_history)
+
+    schema = sub.add_parser("schema", help="print the GraphQL schema (SDL)")
+    schema.set_defaults(handler=cmd_schema)
+    return parser
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from api.server import serve
+    from core.runtime import port_is_free
+
+    started = time.monotonic()
+    settings = settings.with_overrides(host=args.host or settings.host,
+                                       port=args.port or settings.port)
+    if not port_is_free(settings.port, settings.host):
+        raise ValidationError(f"port {settings.port} on {settings.host} is in use; "
+                              "pass --port to choose another")
+    url = f"http://{settings.host}:{settings.port}"
+
+    async def ready(runtime: Any) -> None:
+        if args.demo:
+            from api.demo import load_demo
+            await load_demo(runtime.service)
+        write_state(settings.home, api_url=url, pid=os.getpid())
+        print(f"artifactlog ready in {time.monotonic() - started:.1f}s: GraphQL at {url}/graphql"
+              f" (data in {settings.home})", flush=True)
+
+    with Stack(settings) as resolved:
+        try:
+            asyncio.run(serve(resolved, on_ready=ready))
+        finally:
+            write_state(settings.home, api_url=None, pid=None)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from api.server import run_relay
+
+    if not (settings.database_url and settings.nats_url):
+        raise ValidationError("`artifactlog run` needs DATABASE_URL and NATS_URL")
+    asyncio.run(run_relay(settings))
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    namespace, name = split_artifact(args.artifact)
+    data = sys.stdin.buffer.read() if args.file == "-" else read_file(args.file)
+    payload: dict[str, Any] = {"namespace": namespace, "name": name, **content_fields(
+        data, args.content_as, args.file)}
+    for key, value in (("kind", args.kind), ("mediaType", args.media_type),
+                       ("producer", args.producer), ("idempotencyKey", args.idempotency_key),
+                       ("expectedVersion", args.expected_version)):
+        if value is not None:
+            payload[key] = value
+    if args.metadata:
+        payload["metadata"] = parse_json_option("--metadata", args.metadata)
+    payload["force"] = args.force
+    result = client(settings).execute(INGEST, {"input": payload})["ingest"]
+    version = result["version"]
+    state = "created" if result["created"] else "unchanged, existing"
+    print(f"{namespace}/{name}@{version['number']} ({version['label']}) {state}; "
+          f"digest {version['digest'][:12]} position {result['position']}")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
+    namespace, name = split_artifact(args.artifact)
+    ref = {"namespace": namespace, "name": name, "number": args.number}
+    result = client(settings).execute(PROMOTE, {"ref": ref, "reason": args.reason})["promote"]
+    previous = result["previous"]
+    print(f"{namespace}/{name}@{args.number} is now PRODUCTION"
+          + (f" (was @{previous['number']})" if previous else "")
+          + f"; position {result['position']}")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
+    namespace, name = split_artifact(args.artifact)
+    api = client(settings)
+    versions: list[dict[str, Any]] = []
+    after = None
+    while True:
+        artifact = api.execute(HISTORY, {"ns": namespace, "name": name, "after": after})["artifact"]
+        if artifact is None:
+            print(f"error: artifact {namespace}/{name} does not exist [NOT_FOUND]",
+                  file=sys.stderr)
+            return 2
+        page = artifact["versions"]
+        versions += [edge["node"] for edge in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    if args.json:
+        print(json.dumps(versions, indent=2))
+        return 0
+    print(f"{'#':>5}  {'label':<10} {'stage':<11} {'digest':<12} {'size':>9}  created")
+    for v in versions:
+        print(f"{v['number']:>5}  {v['label']:<10} {v['stage']:<11} {v['digest'][:12]:<12} "
+              f"{v['size']:>9}  {v['createdAt']}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
+    from api.schema import schema
+
+    print(schema.as_str())
+    return 0
+
+
+def client(settings: Settings) -> GraphQLClient:
+    url = os.environ.get("ARTIFACTLOG_URL") or read_state(settings.home).get("api_url")
+    if not url:
+        raise ValidationError("no running artifactlog found: start it with `artifactlog up` "
+                              "or set ARTIFACTLOG_URL")
+    return GraphQLClient(url)
+
+
+def split_artifact(text: str) -> tuple[str, str]:
+    namespace, sep, name = text.partition("/")
+    if not sep or not namespace or not name:
+        raise ValidationError(f"expected NAMESPACE/NAME, got {text!r}")
+    return namespace, name
+
+
+def read_file(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ValidationError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def parse_json_option(option: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValidationError(f"{option} is not valid JSON: {exc}") from exc
+
+
+def content_fields(data: bytes, content_as: str, filename: str) -> dict[str, Any]:
+    """JSON files become structured content, UTF-8 text stays text, anything else is bytes."""
+    if content_as in ("auto", "json") and (content_as == "json" or filename.endswith(".json")):
+        return {"content": parse_json_option(filename, data.decode("utf-8", "replace"))}
+    if content_as in ("auto", "text"):
+        try:
+            return {"text": data.decode("utf-8")}
+        except UnicodeDecodeError:
+            if content_as == "text":
+                raise ValidationError(f"{filename} is not UTF-8 text") from None
+    return {"contentBase64": base64.b64encode(data).decode()}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

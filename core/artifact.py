@@ -1,0 +1,222 @@
+"""The artifact aggregate: state folded from events, and the rules that decide new events.
+
+``ArtifactState.apply`` folds one recorded event; the ``decide_*`` functions look at a state and
+a command and return the events to append (or raise a domain error). No I/O happens here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from core.commands import IngestVersion, VersionRef
+from core.content import Content
+from core.errors import Conflict, NotFound, StageRuleViolation, ValidationError
+from core.events import (
+    DomainEvent,
+    RecordedEvent,
+    VersionIngested,
+    VersionKey,
+    VersionPromoted,
+    VersionWithdrawn,
+)
+
+# Namespaces and names become NATS subject tokens and URL path segments, so they are kept to
+# characters that need no escaping anywhere.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+MAX_NAME_LENGTH = 128
+MAX_KIND_LENGTH = 64
+DEFAULT_KIND = "artifact"
+
+
+class Stage(StrEnum):
+    DRAFT = "DRAFT"
+    PRODUCTION = "PRODUCTION"
+    SUPERSEDED = "SUPERSEDED"
+    WITHDRAWN = "WITHDRAWN"
+
+
+@dataclass(frozen=True)
+class VersionState:
+    namespace: str
+    name: str
+    number: int
+    label: str
+    stage: Stage
+    digest: str
+    size: int
+    media_type: str | None
+    content_type: str
+    metadata: Mapping[str, Any]
+    parents: tuple[VersionKey, ...]
+    producer: str | None
+    created_at: datetime
+    position: int
+
+    @property
+    def key(self) -> VersionKey:
+        return VersionKey(self.namespace, self.name, self.number)
+
+
+@dataclass
+class ArtifactState:
+    """Mutable while folding (an artifact can have many thousands of versions, and copying
+    an immutable state per event would make a fold quadratic)."""
+
+    namespace: str
+    name: str
+    kind: str | None = None
+    stream_version: int = 0
+    position: int = 0
+    versions: list[VersionState] = field(default_factory=list)
+    production: int | None = None
+    promotions: list[tuple[RecordedEvent, VersionPromoted]] = field(default_factory=list)
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.versions)
+
+    @property
+    def latest(self) -> VersionState | None:
+        return self.versions[-1] if self.versions else None
+
+    @property
+    def latest_number(self) -> int:
+        return len(self.versions)
+
+    def version(self, number: int) -> VersionState | None:
+        return self.versions[number - 1] if 1 <= number <= len(self.versions) else None
+
+    def resolve(self, ref: VersionRef) -> VersionState:
+        """The version a reference names; NotFound names what was asked for."""
+        if ref.number is not None:
+            found = self.version(ref.number)
+        elif ref.label is not None:
+            found = next((v for v in self.versions if v.label == ref.label), None)
+        else:
+            found = self.latest
+        if found is None:
+            raise NotFound(f"version {ref} does not exist")
+        return found
+
+    def apply(self, recorded: RecordedEvent) -> ArtifactState:
+        event = recorded.event
+        self.stream_version = recorded.stream_version
+        self.position = recorded.position
+        if isinstance(event, VersionIngested):
+            self.kind = self.kind or event.kind
+            self.versions.append(_new_version(self, event, recorded))
+        elif isinstance(event, VersionPromoted):
+            if self.production is not None:
+                self._set_stage(self.production, Stage.SUPERSEDED)
+            self._set_stage(event.number, Stage.PRODUCTION)
+            self.production = event.number
+            self.promotions.append((recorded, event))
+        elif isinstance(event, VersionWithdrawn):
+            self._set_stage(event.number, Stage.WITHDRAWN)
+        return self
+
+    def _set_stage(self, number: int, stage: Stage) -> None:
+        self.versions[number - 1] = replace(self.versions[number - 1], stage=stage)
+
+
+def fold(namespace: str, name: str, events: Iterable[RecordedEvent]) -> ArtifactState:
+    state = ArtifactState(namespace, name)
+    for recorded in events:
+        state.apply(recorded)
+    return state
+
+
+def _new_version(
+    state: ArtifactState, event: VersionIngested, recorded: RecordedEvent
+) -> VersionState:
+    return VersionState(
+        namespace=state.namespace, name=state.name, number=event.number, label=event.label,
+        stage=Stage.DRAFT, digest=event.digest, size=event.size, media_type=event.media_type,
+        content_type=event.content_type, metadata=event.metadata, parents=event.parents,
+        producer=event.producer, created_at=recorded.recorded_at, position=recorded.position,
+    )
+
+
+def validate_name(what: str, value: str) -> None:
+    if not value or len(value) > MAX_NAME_LENGTH or not NAME_PATTERN.match(value):
+        raise ValidationError(
+            f"{what} {value!r} is invalid: use 1-{MAX_NAME_LENGTH} letters, digits, '_' or '-',"
+            " starting with a letter or digit"
+        )
+
+
+def validate_ingest(cmd: IngestVersion) -> None:
+    """Checks that need nothing but the command itself."""
+    validate_name("namespace", cmd.namespace)
+    validate_name("name", cmd.name)
+    if cmd.kind is not None and not (0 < len(cmd.kind) <= MAX_KIND_LENGTH):
+        raise ValidationError(f"kind must be 1-{MAX_KIND_LENGTH} characters")
+    if cmd.metadata is not None and not isinstance(cmd.metadata, Mapping):
+        raise ValidationError("metadata must be a JSON object")
+    if cmd.expected_version is not None and cmd.expected_version < 0:
+        raise ValidationError("expectedVersion must be 0 (new artifact) or a version number")
+    if cmd.idempotency_key is not None and not (0 < len(cmd.idempotency_key) <= 256):
+        raise ValidationError("idempotencyKey must be 1-256 characters")
+
+
+def decide_ingest(
+    state: ArtifactState, cmd: IngestVersion, content: Content, parents: tuple[VersionKey, ...]
+) -> VersionIngested | VersionState:
+    """The new version's event, or the latest version when the content is unchanged."""
+    if cmd.expected_version is not None and cmd.expected_version != state.latest_number:
+        raise Conflict(
+            f"{state.namespace}/{state.name} is at version {state.latest_number}, "
+            f"expected {cmd.expected_version}",
+            current_version=state.latest_number,
+        )
+    kind = cmd.kind or state.kind or DEFAULT_KIND
+    if state.kind is not None and cmd.kind is not None and cmd.kind != state.kind:
+        raise ValidationError(
+            f"{state.namespace}/{state.name} is of kind {state.kind!r}, not {cmd.kind!r}")
+    latest = state.latest
+    if latest is not None and not cmd.force and latest.digest == content.digest:
+        return latest
+    number = state.latest_number + 1
+    return VersionIngested(
+        number=number, kind=kind, label=f"v{number}", digest=content.digest,
+        size=content.size, media_type=content.media_type, content_type=content.content_type,
+        metadata=dict(cmd.metadata or {}), parents=parents, producer=cmd.producer,
+    )
+
+
+def decide_promote(
+    state: ArtifactState, ref: VersionRef, reason: str | None
+) -> VersionPromoted | None:
+    """None when the version already is in production (promote is idempotent)."""
+    version = state.resolve(ref)
+    if version.stage is Stage.PRODUCTION:
+        return None
+    if version.stage is Stage.WITHDRAWN:
+        raise StageRuleViolation(
+            f"{version.key} is withdrawn and can no longer be promoted", stage=version.stage)
+    return VersionPromoted(number=version.number, previous=state.production, reason=reason)
+
+
+def decide_withdraw(
+    state: ArtifactState, ref: VersionRef, reason: str | None
+) -> VersionWithdrawn | None:
+    """None when the version is already withdrawn."""
+    version = state.resolve(ref)
+    if version.stage is Stage.WITHDRAWN:
+        return None
+    if version.stage is Stage.PRODUCTION:
+        raise StageRuleViolation(
+            f"{version.key} is the production version; promote another version before "
+            "withdrawing it", stage=version.stage)
+    return VersionWithdrawn(number=version.number, reason=reason)
+
+
+__all__ = [
+    "ArtifactState", "DomainEvent", "Stage", "VersionState", "decide_ingest", "decide_promote",
+    "decide_withdraw", "fold", "validate_ingest", "validate_name",
+]

@@ -1,0 +1,175 @@
+"""The Postgres event store: the event log, content-addressed content and idempotency keys.
+
+Ordering strategy. Positions come from an identity column, i.e. a sequence, and sequences hand
+out values in *call* order, not *commit* order: a transaction that takes position 10 can commit
+after one that took 11, and a reader tailing ``position > checkpoint`` would then move past 10
+before it is visible and never see it. We prevent that at the source: every append takes one
+transaction-scoped advisory lock just before inserting its events and holds it until commit,
+so positions are handed out and made visible in the same order. The lock covers only the event
+INSERT and the commit; content and validation work happen before it, and a batch of events
+takes it once, not once per event. (pyeventsourcing's recorder takes a table lock for the same
+reason.) Postgres releases transaction locks only after the commit is visible to other
+sessions, so the next holder's positions are always seen after ours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from core.errors import Conflict, IdempotencyKeyTaken, StreamVersionTaken
+from core.events import NewEvent, RecordedEvent, VersionKey, to_payload
+from core.ports import AppendBatch, IdempotencyClaim
+
+APPEND_LOCK_KEY = 0x61727466  # "artf": the one advisory lock that orders appends
+NOTIFY_CHANNEL = "artifactlog_events"
+
+EVENT_COLUMNS = sql.SQL(
+    "position, event_id, namespace, name, stream_version, type, payload, metadata, recorded_at")
+
+
+class PostgresEventStore:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def append(self, batch: AppendBatch) -> list[RecordedEvent]:
+        async with self.pool.connection() as conn, conn.transaction():
+            return await self.write(conn, batch)
+
+    async def write(self, conn: AsyncConnection[Any], batch: AppendBatch) -> list[RecordedEvent]:
+        """Write ``batch`` inside the caller's open transaction (the caller commits)."""
+        try:
+            await self._put_contents(conn, batch)
+            recorded = await self._insert_events(conn, batch.events)
+            await self._insert_claims(conn, batch.claims, recorded)
+        except psycopg.errors.UniqueViolation as exc:
+            raise _conflict_for(exc) from exc
+        if recorded:
+            await conn.execute("SELECT pg_notify(%s, %s)",
+                               (NOTIFY_CHANNEL, str(recorded[-1].position)))
+        return recorded
+
+    async def _put_contents(self, conn: AsyncConnection[Any], batch: AppendBatch) -> None:
+        # Sorted by digest so that two batches sharing contents lock them in the same order
+        # and cannot deadlock.
+        unique = {c.digest: c for c in batch.contents}
+        rows = [(d, c.size, c.media_type, c.data) for d, c in sorted(unique.items())]
+        if rows:
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO content (digest, size, media_type, data) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (digest) DO NOTHING", rows)
+
+    async def _insert_events(
+        self, conn: AsyncConnection[Any], events: Sequence[NewEvent]
+    ) -> list[RecordedEvent]:
+        if not events:
+            return []
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
+        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
+        for e in events:
+            for column, value in zip(columns, (
+                    e.event_id, e.namespace, e.name, e.stream_version, e.type,
+                    Jsonb(to_payload(e.event)), Jsonb(dict(e.metadata))), strict=True):
+                column.append(value)
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                sql.SQL(
+                    "INSERT INTO events (event_id, namespace, name, stream_version, type, payload,"
+                    " metadata) SELECT e, n, m, v, t, p, d FROM unnest("
+                    "%s::uuid[], %s::text[], %s::text[], %s::int[], %s::text[], %s::jsonb[],"
+                    " %s::jsonb[]) WITH ORDINALITY AS u(e, n, m, v, t, p, d, i) ORDER BY i"
+                    " RETURNING {}").format(EVENT_COLUMNS),
+                columns)
+            rows = await cur.fetchall()
+        return sorted((_recorded(r) for r in rows), key=lambda r: r.position)
+
+    async def _insert_claims(
+        self, conn: AsyncConnection[Any], claims: Sequence[IdempotencyClaim],
+        recorded: list[RecordedEvent],
+    ) -> None:
+        if not claims:
+            return
+        by_version = {(r.namespace, r.name, r.payload.get("number")): r.position
+                      for r in recorded if r.type == "VersionIngested"}
+        rows = [(c.key, c.fingerprint, c.namespace, c.name, c.number,
+                 c.position if c.position is not None
+                 else by_version[(c.namespace, c.name, c.number)], c.created) for c in claims]
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO idempotency_keys (key, fingerprint, namespace, name, number,"
+                " position, created) VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
+
+    async def load_stream(
+        self, namespace: str, name: str, *, to_position: int | None = None
+    ) -> list[RecordedEvent]:
+        query = sql.SQL("SELECT {} FROM events WHERE namespace = %s AND name = %s").format(
+            EVENT_COLUMNS)
+        params: list[Any] = [namespace, name]
+        if to_position is not None:
+            query += sql.SQL(" AND position <= %s")
+            params.append(to_position)
+        return await self._fetch(query + sql.SQL(" ORDER BY stream_version"), params)
+
+    async def read_after(self, position: int, limit: int) -> list[RecordedEvent]:
+        query = sql.SQL(
+            "SELECT {} FROM events WHERE position > %s ORDER BY position LIMIT %s"
+        ).format(EVENT_COLUMNS)
+        return await self._fetch(query, [position, limit])
+
+    async def head_position(self) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT coalesce(max(position), 0) FROM events")
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def find_claim(self, key: str) -> IdempotencyClaim | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT key, fingerprint, namespace, name, number, position, created"
+                " FROM idempotency_keys WHERE key = %s", (key,))
+            row = await cur.fetchone()
+        return IdempotencyClaim(*row) if row else None
+
+    async def find_children(self, parent: VersionKey) -> list[VersionKey]:
+        needle = Jsonb({"parents": [dataclasses.asdict(parent)]})
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT namespace, name, (payload->>'number')::int FROM events"
+                " WHERE type = 'VersionIngested' AND payload @> %s ORDER BY position", (needle,))
+            return [VersionKey(*row) for row in await cur.fetchall()]
+
+    async def get_content(self, digest: str) -> bytes | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT data FROM content WHERE digest = %s", (digest,))
+            row = await cur.fetchone()
+        return bytes(row[0]) if row else None
+
+    async def _fetch(self, query: sql.Composable, params: Sequence[Any]) -> list[RecordedEvent]:
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query, params)
+            return [_recorded(r) for r in await cur.fetchall()]
+
+
+def _recorded(row: dict[str, Any]) -> RecordedEvent:
+    return RecordedEvent(
+        position=row["position"], event_id=uuid.UUID(str(row["event_id"])),
+        namespace=row["namespace"], name=row["name"], stream_version=row["stream_version"],
+        type=row["type"], payload=row["payload"], metadata=row["metadata"],
+        recorded_at=row["recorded_at"],
+    )
+
+
+def _conflict_for(exc: psycopg.errors.UniqueViolation) -> Conflict:
+    constraint = exc.diag.constraint_name or ""
+    if constraint == "idempotency_keys_pkey":
+        return IdempotencyKeyTaken("a request with this idempotency key committed first")
+    return StreamVersionTaken("another writer appended to this artifact first")

@@ -1,0 +1,138 @@
+"""Domain events (past tense, immutable) and their envelopes.
+
+A ``DomainEvent`` is what the aggregate decides; a ``NewEvent`` is one on its way into the log;
+a ``RecordedEvent`` is one the log has stored, with its global position.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class VersionKey:
+    namespace: str
+    name: str
+    number: int
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}@{self.number}"
+
+
+@dataclass(frozen=True)
+class VersionIngested:
+    type_name: ClassVar[str] = "VersionIngested"
+    number: int
+    kind: str
+    label: str
+    digest: str
+    size: int
+    media_type: str | None
+    content_type: str  # "json" | "text" | "bytes"
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    parents: tuple[VersionKey, ...] = ()
+    producer: str | None = None
+
+
+@dataclass(frozen=True)
+class VersionPromoted:
+    type_name: ClassVar[str] = "VersionPromoted"
+    number: int
+    previous: int | None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class VersionWithdrawn:
+    type_name: ClassVar[str] = "VersionWithdrawn"
+    number: int
+    reason: str | None = None
+
+
+DomainEvent = VersionIngested | VersionPromoted | VersionWithdrawn
+EVENT_TYPES: dict[str, type[DomainEvent]] = {
+    cls.type_name: cls for cls in (VersionIngested, VersionPromoted, VersionWithdrawn)
+}
+
+
+def to_payload(event: DomainEvent) -> dict[str, Any]:
+    """The JSON payload stored in the log for a domain event."""
+    payload = dataclasses.asdict(event)
+    if isinstance(event, VersionIngested):
+        payload["metadata"] = dict(event.metadata)
+    return payload
+
+
+def from_payload(type_name: str, payload: Mapping[str, Any]) -> DomainEvent:
+    """Rebuild the domain event from a stored payload; unknown keys are ignored so old
+    readers survive new optional fields."""
+    cls = EVENT_TYPES[type_name]
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in payload.items() if k in names}
+    if cls is VersionIngested:
+        kwargs["parents"] = tuple(VersionKey(**p) for p in kwargs.get("parents", ()))
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    namespace: str
+    name: str
+    stream_version: int
+    event: DomainEvent
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    @property
+    def type(self) -> str:
+        return self.event.type_name
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    position: int
+    event_id: uuid.UUID
+    namespace: str
+    name: str
+    stream_version: int
+    type: str
+    payload: Mapping[str, Any]
+    metadata: Mapping[str, Any]
+    recorded_at: datetime
+
+    @property
+    def event(self) -> DomainEvent:
+        return from_payload(self.type, self.payload)
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire form published on JetStream and served by the API."""
+        return {
+            "position": self.position,
+            "eventId": str(self.event_id),
+            "type": self.type,
+            "namespace": self.namespace,
+            "name": self.name,
+            "streamVersion": self.stream_version,
+            "recordedAt": self.recorded_at.isoformat(),
+            "payload": dict(self.payload),
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RecordedEvent:
+        return cls(
+            position=int(data["position"]),
+            event_id=uuid.UUID(data["eventId"]),
+            namespace=data["namespace"],
+            name=data["name"],
+            stream_version=int(data["streamVersion"]),
+            type=data["type"],
+            payload=data["payload"],
+            metadata=data.get("metadata") or {},
+            recorded_at=datetime.fromisoformat(data["recordedAt"]),
+        )

@@ -1,0 +1,99 @@
+"""JetStream adapter: connection, the events stream, and the publisher the relay uses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from core.events import RecordedEvent
+from core.settings import Settings
+
+MSG_ID = "Nats-Msg-Id"
+EXPECTED_LAST_MSG_ID = "Nats-Expected-Last-Msg-Id"
+POSITION_HEADER = "Artifactlog-Position"
+TYPE_HEADER = "Artifactlog-Type"
+
+
+async def connect(url: str, *, name: str) -> NatsClient:
+    """A client that keeps reconnecting forever: the relay and workers outlive server restarts."""
+    return await nats.connect(
+        servers=[u.strip() for u in url.split(",") if u.strip()], name=name,
+        max_reconnect_attempts=-1, reconnect_time_wait=0.25, connect_timeout=5,
+    )
+
+
+def subject_for(settings: Settings, namespace: str, name: str) -> str:
+    return f"{settings.subject_prefix}.{namespace}.{name}"
+
+
+async def ensure_stream(js: JetStreamContext, settings: Settings) -> None:
+    """Create the events stream, or bring an existing one's settings up to date."""
+    config = StreamConfig(
+        name=settings.stream_name,
+        subjects=[f"{settings.subject_prefix}.>"],
+        storage=StorageType.FILE,
+        num_replicas=settings.stream_replicas,
+        duplicate_window=settings.duplicate_window_seconds,
+        discard=DiscardPolicy.OLD,
+    )
+    try:
+        await js.stream_info(settings.stream_name)
+    except NotFoundError:
+        await js.add_stream(config)
+    else:
+        await js.update_stream(config)
+
+
+@dataclass(frozen=True)
+class StreamTail:
+    position: int
+    event_id: str
+
+
+class JetStreamPublisher:
+    """Publishes events pipelined, one stream message per event id.
+
+    ``Nats-Msg-Id`` = event id makes a republished event a no-op within the duplicate window;
+    ``Nats-Expected-Last-Msg-Id`` = the previous event's id makes the stream refuse a message
+    that would land out of position order (after a partly failed pipelined batch).
+    """
+
+    def __init__(self, js: JetStreamContext, settings: Settings) -> None:
+        self.js = js
+        self.settings = settings
+        self.last_event_id: str | None = None
+        self.ack_timeout = 10.0
+
+    async def tail(self) -> StreamTail | None:
+        """The last event the stream holds, if it holds any."""
+        info = await self.js.stream_info(self.settings.stream_name)
+        if info.state.messages == 0 or not info.state.last_seq:
+            return None
+        msg = await self.js.get_msg(self.settings.stream_name, info.state.last_seq)
+        headers = msg.headers or {}
+        return StreamTail(int(headers[POSITION_HEADER]), headers[MSG_ID])
+
+    async def publish(self, events: Sequence[RecordedEvent]) -> None:
+        futures = []
+        previous = self.last_event_id
+        for event in events:
+            headers = {MSG_ID: str(event.event_id), POSITION_HEADER: str(event.position),
+                       TYPE_HEADER: event.type}
+            if previous is not None:
+                headers[EXPECTED_LAST_MSG_ID] = previous
+            payload = json.dumps(event.to_json(), separators=(",", ":")).encode()
+            futures.append(await self.js.publish_async(
+                subject_for(self.settings, event.namespace, event.name), payload,
+                headers=headers))
+            previous = str(event.event_id)
+        # An ack that never comes (server down mid-batch) must fail the batch, not hang it.
+        await asyncio.wait_for(asyncio.gather(*futures), timeout=self.ack_timeout)
+        self.last_event_id = previous

@@ -1,0 +1,74 @@
+"""Ports: what the application services need from the outside world."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from core.content import Content
+from core.events import NewEvent, RecordedEvent, VersionKey
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """Binds an idempotency key to the version a request produced (or found)."""
+
+    key: str
+    fingerprint: str
+    namespace: str
+    name: str
+    number: int
+    position: int | None = None  # None: the position of the event appended in the same batch
+    created: bool = True
+
+
+@dataclass(frozen=True)
+class AppendBatch:
+    """Everything one ingest/promote/withdraw writes, stored atomically or not at all."""
+
+    events: Sequence[NewEvent] = ()
+    contents: Sequence[Content] = ()
+    claims: Sequence[IdempotencyClaim] = field(default_factory=tuple)
+
+
+class EventStore(Protocol):
+    """The system of record: the event log, its content store and idempotency keys."""
+
+    async def append(self, batch: AppendBatch) -> list[RecordedEvent]:
+        """Store the batch atomically; raise StreamVersionTaken / IdempotencyKeyTaken on races."""
+        ...
+
+    async def load_stream(
+        self, namespace: str, name: str, *, to_position: int | None = None
+    ) -> list[RecordedEvent]:
+        """One artifact's events in stream order, optionally only up to a global position."""
+        ...
+
+    async def read_after(self, position: int, limit: int) -> list[RecordedEvent]:
+        """Events with a global position above ``position``, in position order."""
+        ...
+
+    async def head_position(self) -> int:
+        """The highest committed global position (0 for an empty log)."""
+        ...
+
+    async def find_claim(self, key: str) -> IdempotencyClaim | None:
+        """The claim recorded for an idempotency key, if any."""
+        ...
+
+    async def find_children(self, parent: VersionKey) -> list[VersionKey]:
+        """Versions whose parents include ``parent``, in position order."""
+        ...
+
+    async def get_content(self, digest: str) -> bytes | None:
+        """The stored bytes for a digest."""
+        ...
+
+
+class Publisher(Protocol):
+    """Publishes recorded events to the message stream, exactly one message per event id."""
+
+    async def publish(self, events: Sequence[RecordedEvent]) -> None:
+        """Publish in order and wait for every acknowledgement."""
+        ...

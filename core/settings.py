@@ -1,0 +1,91 @@
+"""One Settings object, read from the environment once and passed down.
+
+With none of DATABASE_URL / NATS_URL / CLICKHOUSE_URL set, artifactlog runs its embedded
+engines with all data under ARTIFACTLOG_HOME.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from core.errors import ValidationError
+
+# Every variable Settings reads, with the field it fills. compose.yaml is checked against this.
+ENVIRONMENT: dict[str, str] = {
+    "ARTIFACTLOG_HOME": "home",
+    "DATABASE_URL": "database_url",
+    "NATS_URL": "nats_url",
+    "CLICKHOUSE_URL": "clickhouse_url",
+    "ARTIFACTLOG_HOST": "host",
+    "ARTIFACTLOG_PORT": "port",
+    "ARTIFACTLOG_MAX_CONTENT_BYTES": "max_content_bytes",
+    "ARTIFACTLOG_STREAM": "stream_name",
+    "ARTIFACTLOG_SUBJECT_PREFIX": "subject_prefix",
+    "ARTIFACTLOG_DUPLICATE_WINDOW_SECONDS": "duplicate_window_seconds",
+    "ARTIFACTLOG_STREAM_REPLICAS": "stream_replicas",
+    "ARTIFACTLOG_RELAY_BATCH_SIZE": "relay_batch_size",
+    "ARTIFACTLOG_LOG_LEVEL": "log_level",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path.home() / ".artifactlog"
+    database_url: str | None = None
+    nats_url: str | None = None
+    clickhouse_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_content_bytes: int = 16 * 1024 * 1024
+    stream_name: str = "ARTIFACTLOG_EVENTS"
+    subject_prefix: str = "artifactlog.events"
+    # Longer than any relay retry, so a republished event is always recognised as a duplicate.
+    duplicate_window_seconds: float = 2 * 3600
+    stream_replicas: int = 1
+    relay_batch_size: int = 1000
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        types = {f.name: f.type for f in fields(cls)}
+        values: dict[str, object] = {}
+        for var, name in ENVIRONMENT.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            values[name] = _convert(var, raw, types[name])
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def embedded(self) -> bool:
+        """True when any engine must be started locally."""
+        return not (self.database_url and self.nats_url and self.clickhouse_url)
+
+    @property
+    def chdb_path(self) -> Path:
+        return self.home / "clickhouse"
+
+    @property
+    def effective_clickhouse_url(self) -> str:
+        return self.clickhouse_url or f"chdb://{self.chdb_path}"
+
+
+def _convert(var: str, raw: str, annotation: object) -> object:
+    text = str(annotation)
+    try:
+        if "Path" in text:
+            return Path(raw).expanduser()
+        if text.startswith("int"):
+            return int(raw)
+        if text.startswith("float"):
+            return float(raw)
+    except ValueError as exc:
+        raise ValidationError(f"environment variable {var}={raw!r} is not a valid {text}") from exc
+    return raw

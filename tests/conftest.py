@@ -1,0 +1,93 @@
+"""Session fixtures: the real engines (embedded PostgreSQL and nats-server), started once.
+
+Tests that need isolation from each other get fresh names (``names``) or, where they read the
+whole log (relay tests), a fresh database and a fresh JetStream stream (``fresh_system``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from core.db import migrate, open_pool
+from core.eventlog_pg import PostgresEventStore
+from core.runtime import EmbeddedNats, EmbeddedPostgres, free_port
+from core.services import ArtifactService
+from core.settings import Settings
+
+
+@dataclass
+class Engines:
+    home: Path
+    postgres: EmbeddedPostgres
+    nats: EmbeddedNats
+
+    def settings(self, **overrides: object) -> Settings:
+        base = Settings(home=self.home, database_url=self.postgres.url, nats_url=self.nats.url,
+                        clickhouse_url=f"chdb://{self.home / 'clickhouse'}")
+        return base.with_overrides(**overrides)
+
+
+@pytest.fixture(scope="session")
+def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
+    home = tmp_path_factory.mktemp("artifactlog-home")
+    postgres = EmbeddedPostgres(home / "postgres" / "data", free_port())
+    nats = EmbeddedNats(home / "nats", free_port())
+    postgres.start()
+    try:
+        nats.start()
+        migrate(postgres.url)
+        yield Engines(home, postgres, nats)
+    finally:
+        nats.stop()
+        postgres.stop()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def names() -> str:
+    """A namespace no other test uses."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def settings(engines: Engines) -> Settings:
+    return engines.settings()
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[PostgresEventStore]:
+    assert settings.database_url
+    pool = await open_pool(settings.database_url)
+    try:
+        yield PostgresEventStore(pool)
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+def service(store: PostgresEventStore, settings: Settings) -> ArtifactService:
+    return ArtifactService(store, max_content_bytes=settings.max_content_bytes)
+
+
+@pytest.fixture
+def fresh_settings(engines: Engines) -> Settings:
+    """A database of its own (migrated) and a JetStream stream of its own."""
+    suffix = uuid.uuid4().hex[:10]
+    database = f"t_{suffix}"
+    admin = engines.postgres.url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {database}")
+    url = engines.postgres.url.rsplit("/", 1)[0] + f"/{database}"
+    migrate(url)
+    return engines.settings(database_url=url, stream_name=f"T_{suffix}",
+                            subject_prefix=f"t{suffix}.events")

@@ -1,0 +1,88 @@
+"""Reading back what the relay put on JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from psycopg_pool import AsyncConnectionPool
+
+from core.db import open_pool
+from core.eventlog_pg import PostgresEventStore
+from core.jetstream import JetStreamPublisher, connect, ensure_stream
+from core.relay import Relay
+from core.services import ArtifactService
+from core.settings import Settings
+
+
+@dataclass
+class System:
+    settings: Settings
+    pool: AsyncConnectionPool
+    store: PostgresEventStore
+    service: ArtifactService
+    nats: NatsClient
+    js: JetStreamContext
+
+    def relay(self, **kwargs: Any) -> Relay:
+        return Relay(self.pool, JetStreamPublisher(self.js, self.settings), **kwargs)
+
+    async def stream_messages(self) -> list[dict[str, Any]]:
+        return await read_stream(self.js, self.settings.stream_name,
+                                 f"{self.settings.subject_prefix}.>")
+
+    async def log_ids(self) -> list[str]:
+        return [str(e.event_id) for e in await self.store.read_after(0, 1_000_000)]
+
+
+@asynccontextmanager
+async def open_system(settings: Settings) -> AsyncIterator[System]:
+    assert settings.database_url
+    assert settings.nats_url
+    pool = await open_pool(settings.database_url, max_size=30)
+    nc = await connect(settings.nats_url, name="test")
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js, settings)
+        store = PostgresEventStore(pool)
+        service = ArtifactService(store, max_content_bytes=settings.max_content_bytes)
+        yield System(settings, pool, store, service, nc, js)
+    finally:
+        await nc.close()
+        await pool.close()
+
+
+async def read_stream(js: JetStreamContext, stream: str, subject: str) -> list[dict[str, Any]]:
+    """Every message in the stream, in stream order, with its stream sequence."""
+    info = await js.stream_info(stream)
+    total = info.state.messages
+    if total == 0:
+        return []
+    sub = await js.pull_subscribe(
+        subject, stream=stream, config=ConsumerConfig(
+            deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, inactive_threshold=30))
+    messages: list[dict[str, Any]] = []
+    try:
+        while len(messages) < total:
+            batch = await sub.fetch(min(1000, total - len(messages)), timeout=5)
+            messages += [{**json.loads(m.data), "seq": m.metadata.sequence.stream,
+                          "msg_id": (m.headers or {}).get("Nats-Msg-Id")} for m in batch]
+    finally:
+        await sub.unsubscribe()
+    return messages
+
+
+async def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
