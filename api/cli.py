@@ -55,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(handler=cmd_up)
 
     run = sub.add_parser("run", help="run one process role against configured servers")
-    run.add_argument("role", choices=["relay"])
+    run.add_argument("role", choices=["api", "relay"],
+                     help="api: HTTP API only (applies migrations); relay: log -> JetStream")
+    run.add_argument("--host", help="HTTP address for the api role")
+    run.add_argument("--port", type=int, help="HTTP port for the api role")
     run.set_defaults(handler=cmd_run)
 
     ingest = sub.add_parser("ingest", help="ingest a new version from a file or stdin")
@@ -117,11 +120,18 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from api.server import run_relay
+    from api.server import run_relay, serve
+    from core.db import migrate
 
     if not (settings.database_url and settings.nats_url):
         raise ValidationError("`artifactlog run` needs DATABASE_URL and NATS_URL")
-    asyncio.run(run_relay(settings))
+    if args.role == "relay":
+        asyncio.run(run_relay(settings))
+        return 0
+    settings = settings.with_overrides(host=args.host or settings.host,
+                                       port=args.port or settings.port)
+    migrate(settings.database_url)
+    asyncio.run(serve(settings, with_relay=False))
     return 0
 
 

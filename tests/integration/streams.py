@@ -80,9 +80,9 @@ async def read_stream(js: JetStreamContext, stream: str, subject: str) -> list[d
     return messages
 
 
-async def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until(predicate: Any, within: float = 30.0, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + within
     while not await predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(interval)

@@ -30,7 +30,7 @@ async def count_rows(store: PostgresEventStore) -> dict[str, int]:
     async with store.pool.connection() as conn:
         counts = {}
         for table in ("events", "content", "idempotency_keys"):
-            cur = await conn.execute(f"SELECT count(*) FROM {table}")  # noqa: S608
+            cur = await conn.execute(f"SELECT count(*) FROM {table}")
             row = await cur.fetchone()
             assert row is not None
             counts[table] = row[0]
@@ -42,7 +42,8 @@ async def test_ingest_promote_withdraw_round_trip(service: ArtifactService, name
                                                metadata={"owner": "ana"}, producer="job-1"))
     second = await service.ingest(IngestVersion(names, "sales", content=[{"a": 2}]))
     assert (first.version.number, second.version.number) == (1, 2)
-    assert first.created and second.created
+    assert first.created
+    assert second.created
     assert second.position > first.position
     promoted = await service.promote(PromoteVersion(VersionRef(names, "sales", 1), "first"))
     assert promoted.previous is None
@@ -83,7 +84,8 @@ async def test_idempotency_key_returns_the_original_result(service: ArtifactServ
     assert not retried.created
     assert (retried.version.number, retried.position) == (1, original.position)
     with pytest.raises(Conflict, match="already used for a different request"):
-        await service.ingest(IngestVersion(names, "cfg", text="other", idempotency_key=cmd.idempotency_key))
+        await service.ingest(IngestVersion(names, "cfg", text="other",
+                                           idempotency_key=cmd.idempotency_key))
 
 
 async def test_concurrent_duplicates_with_one_key_make_one_version(

@@ -176,7 +176,7 @@ async def test_relay_killed_with_sigkill_again_and_again_loses_and_doubles_nothi
     final = relay_process(system.settings)
     try:
         expected = await system.log_ids()
-        await wait_until(lambda: _published(system, len(expected)), timeout=60)
+        await wait_until(lambda: _published(system, len(expected)), within=60)
     finally:
         final.terminate()
         final.wait(10)
@@ -198,13 +198,13 @@ async def test_nats_server_killed_and_restarted_during_publishing(
             relay = system.relay(batch_size=50, poll_interval=0.05)
             relay_task = asyncio.create_task(relay.run(stop))
             producer = asyncio.create_task(ingest_many(system, 600, artifacts=10))
-            await wait_until(lambda: _published(system, 100), timeout=30, interval=0.02)
+            await wait_until(lambda: _published(system, 100), within=30, interval=0.02)
             nats.kill()
             await asyncio.sleep(1.0)  # appends go on while the broker is down
             nats.start()
             await producer
             expected = await system.log_ids()
-            await wait_until(lambda: _published(system, len(expected)), timeout=60)
+            await wait_until(lambda: _published(system, len(expected)), within=60)
             stop.set()
             await relay_task
             assert_exactly_once_in_order(await system.stream_messages(), expected)

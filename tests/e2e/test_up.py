@@ -1,0 +1,152 @@
+"""`artifactlog up` as a user runs it: a real process tree on the embedded engines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.runtime import free_port
+
+pytestmark = pytest.mark.slow
+
+READY_TIMEOUT = 60.0
+
+
+def artifactlog_cmd() -> list[str]:
+    script = Path(sys.executable).parent / "artifactlog"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
+
+
+def live_processes() -> Iterator[tuple[int, str]]:
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        if "State:\tZ" not in status:
+            yield int(proc.name), cmdline
+
+
+def processes_using(home: Path) -> list[str]:
+    """Command lines of live processes that mention the home directory (servers we started)."""
+    return [cmdline for _, cmdline in live_processes() if str(home) in cmdline]
+
+
+def pids_using(home: Path) -> list[int]:
+    return [pid for pid, cmdline in live_processes() if str(home) in cmdline]
+
+
+class Up:
+    def __init__(self, home: Path, port: int, *args: str) -> None:
+        self.home = home
+        self.env = {**os.environ, "ARTIFACTLOG_HOME": str(home), "ARTIFACTLOG_LOG_LEVEL": "WARNING"}
+        for var in ("DATABASE_URL", "NATS_URL", "CLICKHOUSE_URL", "ARTIFACTLOG_URL"):
+            self.env.pop(var, None)
+        started = time.monotonic()
+        self.proc = subprocess.Popen([*artifactlog_cmd(), "up", "--port", str(port), *args],
+                                     env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        self.ready_seconds = time.monotonic() - started
+        if "ready in" not in line:
+            self.proc.kill()
+            errors = self.proc.stderr.read() if self.proc.stderr else ""
+            raise AssertionError(f"not ready: {line!r} {errors}")
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*artifactlog_cmd(), *args], env=self.env, input=stdin,
+                              capture_output=True, text=True, timeout=60)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        code = self.proc.wait(30)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream:
+                stream.close()
+        return code
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    home = tmp_path / "home"
+    yield home
+    for pid in pids_using(home):  # never leave servers behind, even when a test fails
+        os.kill(pid, signal.SIGKILL)
+
+
+def wait_gone(home: Path, timeout: float = 15.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while (left := processes_using(home)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def test_up_serves_demo_data_stops_cleanly_and_reuses_its_data(home: Path) -> None:
+    port = free_port()
+    up = Up(home, port, "--demo")
+    try:
+        print(f"artifactlog up ready in {up.ready_seconds:.1f}s (first start)")
+        assert up.ready_seconds < 30
+        history = up.cli("history", "fraud/transactions")
+        assert history.returncode == 0, history.stderr
+        assert "PRODUCTION" in history.stdout
+        assert "DRAFT" in history.stdout
+        ingested = up.cli("ingest", "e2e/notes", "-", stdin="first line\n")
+        assert ingested.returncode == 0, ingested.stderr
+        assert "e2e/notes@1 (v1) created" in ingested.stdout
+        promoted = up.cli("promote", "e2e/notes", "1", "--reason", "e2e")
+        assert promoted.returncode == 0, promoted.stderr
+        assert "is now PRODUCTION" in promoted.stdout
+        listed = json.loads(up.cli("history", "e2e/notes", "--json").stdout)
+        assert [(v["number"], v["stage"]) for v in listed] == [(1, "PRODUCTION")]
+    finally:
+        assert up.stop(signal.SIGTERM) == 0
+    assert wait_gone(home) == [], "postgres or nats-server outlived `artifactlog up`"
+
+    again = Up(home, port, "--demo")
+    try:
+        history = json.loads(again.cli("history", "fraud/transactions", "--json").stdout)
+        assert [v["number"] for v in history] == [1, 2]  # demo loaded once, data kept
+        notes = json.loads(again.cli("history", "e2e/notes", "--json").stdout)
+        assert [(v["number"], v["stage"]) for v in notes] == [(1, "PRODUCTION")]
+    finally:
+        assert again.stop(signal.SIGINT) == 0
+    assert wait_gone(home) == []
+
+
+def test_cli_refusals_are_messages_with_a_nonzero_exit(home: Path) -> None:
+    up = Up(home, free_port())
+    try:
+        for args, stdin, expected in [
+            (("ingest", "bad name/x", "-"), "x", "[VALIDATION]"),
+            (("ingest", "no-slash", "-"), "x", "expected NAMESPACE/NAME"),
+            (("ingest", "ns/x", "/does/not/exist"), None, "cannot read"),
+            (("promote", "ns/missing", "1"), None, "[NOT_FOUND]"),
+            (("history", "ns/missing"), None, "[NOT_FOUND]"),
+            (("ingest", "ns/x", "-", "--metadata", "{oops"), "x", "--metadata is not valid JSON"),
+        ]:
+            result = up.cli(*args, stdin=stdin)
+            assert result.returncode != 0, args
+            assert expected in result.stderr, (args, result.stderr)
+            assert "Traceback" not in result.stderr
+    finally:
+        up.stop()
+
+
+def test_sigkill_of_up_takes_its_servers_down_too(home: Path) -> None:
+    up = Up(home, free_port())
+    assert processes_using(home)
+    up.stop(signal.SIGKILL)
+    assert wait_gone(home) == [], "children must not be orphaned"
