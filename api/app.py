@@ -11,23 +11,22 @@ from starlette.routing import Route
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
-from api.context import Context
+from api.context import Context, Services
 from api.schema import schema
-from core.services import ArtifactService
 
 
 class ArtifactlogGraphQL(GraphQL):
-    def __init__(self, service: ArtifactService) -> None:
+    def __init__(self, services: Services) -> None:
         super().__init__(schema, graphql_ide="graphiql")
-        self.service = service
+        self.services = services
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
-        return Context(service=self.service)
+        return Context(services=self.services)
 
 
-def create_app(service: ArtifactService) -> Starlette:
-    """The HTTP application around one ArtifactService."""
-    graphql = ArtifactlogGraphQL(service)
+def create_app(services: Services) -> Starlette:
+    """The HTTP application around the application services."""
+    graphql = ArtifactlogGraphQL(services)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})

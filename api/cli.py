@@ -55,8 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(handler=cmd_up)
 
     run = sub.add_parser("run", help="run one process role against configured servers")
-    run.add_argument("role", choices=["api", "relay"],
-                     help="api: HTTP API only (applies migrations); relay: log -> JetStream")
+    run.add_argument("role", choices=["api", "relay", "projection"],
+                     help="api: HTTP API only (applies migrations); relay: log -> JetStream;"
+                          " projection: one projection's worker (--name)")
+    run.add_argument("--name", choices=["version_history", "analytics"],
+                     help="which projection, for the projection role")
     run.add_argument("--host", help="HTTP address for the api role")
     run.add_argument("--port", type=int, help="HTTP port for the api role")
     run.set_defaults(handler=cmd_run)
@@ -120,18 +123,23 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from api.server import run_relay, serve
+    from api.server import run_role, serve
     from core.db import migrate
 
     if not (settings.database_url and settings.nats_url):
         raise ValidationError("`artifactlog run` needs DATABASE_URL and NATS_URL")
     if args.role == "relay":
-        asyncio.run(run_relay(settings))
+        asyncio.run(run_role(settings, "relay"))
+        return 0
+    if args.role == "projection":
+        if not args.name:
+            raise ValidationError("`artifactlog run projection` needs --name")
+        asyncio.run(run_role(settings, f"projection:{args.name}"))
         return 0
     settings = settings.with_overrides(host=args.host or settings.host,
                                        port=args.port or settings.port)
     migrate(settings.database_url)
-    asyncio.run(serve(settings, with_relay=False))
+    asyncio.run(serve(settings, with_relay=False, with_projections=False))
     return 0
 
 

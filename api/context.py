@@ -1,22 +1,53 @@
-"""What every resolver can reach: the application services for this request."""
+"""What every resolver can reach: the application services, and per-request data loaders that
+batch the lookups a page of results needs into one query each (no N+1)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import strawberry
+from strawberry.dataloader import DataLoader
 
+from core.artifact import VersionState
+from core.events import VersionKey
+from core.history import HistoryQueries
 from core.services import ArtifactService
+from projections.status import StatusQueries
+
+
+@dataclass
+class Services:
+    """The application services one API process shares across requests."""
+
+    artifacts: ArtifactService
+    history: HistoryQueries
+    status: StatusQueries
 
 
 @dataclass
 class Context:
-    service: ArtifactService
+    services: Services
     actor: str | None = None
+    versions: DataLoader[VersionKey, VersionState | None] = field(init=False)
+    children: DataLoader[VersionKey, list[VersionKey]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        history = self.services.history
+
+        async def load_versions(keys: list[VersionKey]) -> list[VersionState | None]:
+            found = await history.versions_by_key(keys)
+            return [found.get(k) for k in keys]
+
+        async def load_children(keys: list[VersionKey]) -> list[list[VersionKey]]:
+            found = await history.children(keys)
+            return [found.get(k, []) for k in keys]
+
+        self.versions = DataLoader(load_fn=load_versions)
+        self.children = DataLoader(load_fn=load_children)
 
     @property
-    def reads(self) -> ArtifactService:
-        return self.service
+    def service(self) -> ArtifactService:
+        return self.services.artifacts
 
 
 Info = strawberry.Info[Context, None]

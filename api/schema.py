@@ -12,16 +12,24 @@ from strawberry.extensions import SchemaExtension
 from strawberry.scalars import JSON
 
 from api.context import Info
+from api.pagination import decode_cursor, encode_cursor, page_size
 from api.types import (
     Artifact,
+    ArtifactConnection,
+    ArtifactEdge,
     ArtifactVersion,
     IngestResult,
+    PageInfo,
+    ProjectionStatus,
     PromoteResult,
+    Stage,
+    SystemStatus,
     VersionRefInput,
     WithdrawResult,
 )
 from core.commands import IngestVersion, PromoteVersion, WithdrawVersion
 from core.errors import ArtifactlogError, ValidationError
+from core.history_pg import ArtifactFilter
 
 log = logging.getLogger("artifactlog.api")
 
@@ -55,15 +63,46 @@ class IngestInput:
 
 @strawberry.type
 class Query:
-    @strawberry.field
+    @strawberry.field(description="An artifact now, or as it was at asOf / atPosition (folded "
+                      "from the event log); minPosition waits until the read model has it.")
     async def artifact(
         self, info: Info, namespace: str, name: str, as_of: datetime | None = None,
         at_position: int | None = None, min_position: int | None = None,
     ) -> Artifact | None:
-        if as_of is not None:
-            raise ValidationError("asOf is not supported yet; use atPosition")
-        state = await info.context.service.load(namespace, name, to_position=at_position)
-        return Artifact(state=state) if state.exists else None
+        view = await info.context.services.history.artifact(
+            namespace, name, as_of=as_of, at_position=at_position, min_position=min_position)
+        return Artifact(view=view) if view else None
+
+    @strawberry.field(description="Artifacts ordered by namespace and name.")
+    async def artifacts(
+        self, info: Info, namespace: str | None = None, kind: str | None = None,
+        stage: Stage | None = None, name_prefix: str | None = None,
+        metadata: JSON | None = None, first: int | None = None, after: str | None = None,
+    ) -> ArtifactConnection:
+        if metadata is not None and not isinstance(metadata, dict):
+            raise ValidationError("metadata must be a JSON object to match against")
+        size = page_size(first)
+        cursor = decode_cursor("artifact", after)
+        where = ArtifactFilter(namespace, kind, stage.to_domain() if stage else None,
+                               name_prefix, metadata)
+        found, total = await info.context.services.history.artifacts(
+            where, after=tuple(cursor) if cursor else None, limit=size + 1)
+        edges = [ArtifactEdge(node=Artifact(view=a),
+                              cursor=encode_cursor("artifact", [a.namespace, a.name]))
+                 for a in found[:size]]
+        return ArtifactConnection(
+            edges=edges, total_count=total,
+            page_info=PageInfo(has_next_page=len(found) > size,
+                               end_cursor=edges[-1].cursor if edges else None))
+
+    @strawberry.field(description="The log head and each projection's position and lag.")
+    async def status(self, info: Info) -> SystemStatus:
+        services = info.context.services
+        found = await services.status.projections_status()
+        head = await services.artifacts.store.head_position()
+        return SystemStatus(head_position=head, projections=[
+            ProjectionStatus(name=p.name, position=p.position, lag=p.lag,
+                             lag_seconds=p.lag_seconds, parked=p.parked) for p in found])
 
 
 @strawberry.type

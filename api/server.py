@@ -1,4 +1,5 @@
-"""Composition root: wires the adapters, services, relay and HTTP server for one process."""
+"""Composition root: wires the adapters, services, relay, projection workers and HTTP server
+for one process."""
 
 from __future__ import annotations
 
@@ -7,19 +8,29 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import uvicorn
 from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
 from api.app import create_app
+from api.context import Services
 from core.db import open_pool
 from core.eventlog_pg import PostgresEventStore
+from core.history import HistoryQueries
+from core.history_pg import HistoryReader
 from core.jetstream import JetStreamPublisher, connect, ensure_stream
 from core.relay import Relay
 from core.services import ArtifactService
 from core.settings import Settings
+from projections.base import Projection
+from projections.leases import PartitionLeases
+from projections.parking import ParkingLot
+from projections.runner import ProjectionWorker
+from projections.status import StatusQueries
+from projections.version_history import VersionHistoryProjection
 
 log = logging.getLogger("artifactlog.server")
 
@@ -37,11 +48,22 @@ class Runtime:
     settings: Settings
     pool: AsyncConnectionPool
     nats: NatsClient
-    service: ArtifactService
+    services: Services
+    projections: dict[str, Projection] = field(default_factory=dict)
+
+    @property
+    def service(self) -> ArtifactService:
+        return self.services.artifacts
 
     def relay(self) -> Relay:
         return Relay(self.pool, JetStreamPublisher(self.nats.jetstream(), self.settings),
                      batch_size=self.settings.relay_batch_size)
+
+    def worker(self, name: str) -> ProjectionWorker:
+        assert self.settings.database_url
+        leases = PartitionLeases(self.settings.database_url, name, self.settings.partitions)
+        return ProjectionWorker(self.projections[name], self.nats.jetstream(), self.settings,
+                                leases, ParkingLot(self.pool))
 
 
 @contextlib.asynccontextmanager
@@ -52,15 +74,30 @@ async def open_runtime(settings: Settings, *, role: str) -> AsyncIterator[Runtim
     try:
         nc = await connect(settings.nats_url, name=f"artifactlog-{role}")
         try:
-            await ensure_stream(nc.jetstream(), settings)
-            service = ArtifactService(PostgresEventStore(pool),
-                                      max_content_bytes=settings.max_content_bytes)
-            yield Runtime(settings, pool, nc, service)
+            js = nc.jetstream()
+            await ensure_stream(js, settings)
+            projections: dict[str, Projection] = {
+                "version_history": VersionHistoryProjection(pool)}
+            services = build_services(pool, js, settings, list(projections.values()))
+            yield Runtime(settings, pool, nc, services, projections)
+            for projection in projections.values():
+                await projection.close()
         finally:
             with contextlib.suppress(Exception):
-                await nc.drain()
+                await asyncio.wait_for(nc.close(), 5)
     finally:
         await pool.close()
+
+
+def build_services(pool: AsyncConnectionPool, js: JetStreamContext, settings: Settings,
+                   projections: list[Projection]) -> Services:
+    artifacts = ArtifactService(PostgresEventStore(pool),
+                                max_content_bytes=settings.max_content_bytes)
+    return Services(
+        artifacts=artifacts,
+        history=HistoryQueries(HistoryReader(pool), artifacts,
+                               read_wait_seconds=settings.read_wait_seconds),
+        status=StatusQueries(projections, pool, js, settings))
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -70,17 +107,20 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def serve(
-    settings: Settings, *, with_relay: bool = True,
+    settings: Settings, *, with_relay: bool = True, with_projections: bool = True,
     on_ready: Callable[[Runtime], Awaitable[None]] | None = None,
 ) -> None:
-    """Serve the API (and run the relay) until SIGINT or SIGTERM."""
+    """Serve the API (and run the relay and projections) until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     stop_on_signals(stop)
     async with open_runtime(settings, role="api") as runtime:
         tasks = []
         if with_relay:
             tasks.append(asyncio.create_task(runtime.relay().run(stop), name="relay"))
-        config = uvicorn.Config(create_app(runtime.service), host=settings.host,
+        if with_projections:
+            tasks += [asyncio.create_task(runtime.worker(name).run(stop), name=name)
+                      for name in runtime.projections]
+        config = uvicorn.Config(create_app(runtime.services), host=settings.host,
                                 port=settings.port, log_level="warning", lifespan="off")
         server = ApiServer(config)
         server_task = asyncio.create_task(server.serve(), name="http")
@@ -98,9 +138,12 @@ async def serve(
         await asyncio.gather(server_task, *tasks, return_exceptions=True)
 
 
-async def run_relay(settings: Settings) -> None:
-    """Only the relay, as its own process."""
+async def run_role(settings: Settings, role: str) -> None:
+    """One background role as its own process: ``relay`` or ``projection:NAME``."""
     stop = asyncio.Event()
     stop_on_signals(stop)
-    async with open_runtime(settings, role="relay") as runtime:
-        await runtime.relay().run(stop)
+    async with open_runtime(settings, role=role.replace(":", "-")) as runtime:
+        if role == "relay":
+            await runtime.relay().run(stop)
+        else:
+            await runtime.worker(role.removeprefix("projection:")).run(stop)

@@ -10,10 +10,14 @@ import strawberry
 from strawberry.scalars import JSON
 
 from api.context import Info
-from core.artifact import ArtifactState, VersionState
+from api.pagination import decode_cursor, encode_cursor, page_size
+from core.artifact import Stage as DomainStage
+from core.artifact import VersionState
 from core.commands import VersionRef
 from core.content import decode_content
-from core.errors import LimitExceeded, ValidationError
+from core.events import VersionKey
+from core.history import ArtifactView
+from core.history_pg import PromotionRecord
 
 
 @strawberry.enum
@@ -22,6 +26,9 @@ class Stage(Enum):
     PRODUCTION = "PRODUCTION"
     SUPERSEDED = "SUPERSEDED"
     WITHDRAWN = "WITHDRAWN"
+
+    def to_domain(self) -> DomainStage:
+        return DomainStage(self.value)
 
 
 @strawberry.input
@@ -111,13 +118,14 @@ class ArtifactVersion:
 
     @strawberry.field
     async def parents(self, info: Info) -> list[ArtifactVersion]:
-        found = await info.context.reads.versions(self.state.parents)
-        return [ArtifactVersion(state=v) for v in found]
+        found = await info.context.versions.load_many(list(self.state.parents))
+        return [ArtifactVersion(state=v) for v in found if v is not None]
 
     @strawberry.field
     async def children(self, info: Info) -> list[ArtifactVersion]:
-        found = await info.context.reads.children(self.state.key)
-        return [ArtifactVersion(state=v) for v in found]
+        keys = await info.context.children.load(self.state.key)
+        found = await info.context.versions.load_many(keys)
+        return [ArtifactVersion(state=v) for v in found if v is not None]
 
 
 @strawberry.type
@@ -135,67 +143,103 @@ class ArtifactVersionConnection:
 
 @strawberry.type
 class Promotion:
-    version: ArtifactVersion
-    previous: ArtifactVersion | None
-    reason: str | None
-    actor: str | None
-    at: datetime
-    position: int
+    record: strawberry.Private[PromotionRecord]
+
+    @strawberry.field
+    async def version(self, info: Info) -> ArtifactVersion:
+        found = await info.context.versions.load(self._key(self.record.number))
+        assert found is not None, "a promoted version always exists"
+        return ArtifactVersion(state=found)
+
+    @strawberry.field
+    async def previous(self, info: Info) -> ArtifactVersion | None:
+        if self.record.previous is None:
+            return None
+        found = await info.context.versions.load(self._key(self.record.previous))
+        return ArtifactVersion(state=found) if found else None
+
+    @strawberry.field
+    def reason(self) -> str | None:
+        return self.record.reason
+
+    @strawberry.field
+    def actor(self) -> str | None:
+        return self.record.actor
+
+    @strawberry.field
+    def at(self) -> datetime:
+        return self.record.at
+
+    @strawberry.field
+    def position(self) -> int:
+        return self.record.position
+
+    def _key(self, number: int) -> VersionKey:
+        return VersionKey(self.record.namespace, self.record.name, number)
 
 
 @strawberry.type
 class Artifact:
-    state: strawberry.Private[ArtifactState]
+    view: strawberry.Private[ArtifactView]
 
     @strawberry.field
     def namespace(self) -> str:
-        return self.state.namespace
+        return self.view.namespace
 
     @strawberry.field
     def name(self) -> str:
-        return self.state.name
+        return self.view.name
 
     @strawberry.field
     def kind(self) -> str:
-        return self.state.kind or ""
+        return self.view.kind
 
     @strawberry.field
-    def latest(self) -> ArtifactVersion | None:
-        return _wrap(self.state.latest)
+    async def latest(self) -> ArtifactVersion | None:
+        return _wrap(await self.view.latest())
 
     @strawberry.field
-    def production(self) -> ArtifactVersion | None:
-        number = self.state.production
-        return _wrap(self.state.version(number)) if number else None
+    async def production(self) -> ArtifactVersion | None:
+        return _wrap(await self.view.production())
 
-    @strawberry.field
-    def version(self, number: int | None = None, label: str | None = None
-                ) -> ArtifactVersion | None:
+    @strawberry.field(description="A version by number or label; neither: the latest.")
+    async def version(self, number: int | None = None, label: str | None = None
+                      ) -> ArtifactVersion | None:
         if number is None and label is None:
-            return _wrap(self.state.latest)
-        if number is not None:
-            found = self.state.version(number)
-            return _wrap(found) if found and label in (None, found.label) else None
-        return _wrap(next((v for v in self.state.versions if v.label == label), None))
+            return _wrap(await self.view.latest())
+        return _wrap(await self.view.version(number, label))
 
     @strawberry.field
-    def versions(
-        self, stage: Stage | None = None, first: int | None = None, after: str | None = None
-    ) -> ArtifactVersionConnection:
-        chosen = [v for v in self.state.versions if stage is None or v.stage.value == stage.value]
-        return paginate(chosen, first=first, after=after)
+    async def versions(self, stage: Stage | None = None, first: int | None = None,
+                       after: str | None = None) -> ArtifactVersionConnection:
+        size = page_size(first)
+        after_number = decode_cursor("version", after) or 0
+        page, total = await self.view.versions(stage.to_domain() if stage else None,
+                                               after_number, size + 1)
+        edges = [ArtifactVersionEdge(node=ArtifactVersion(state=v),
+                                     cursor=encode_cursor("version", v.number))
+                 for v in page[:size]]
+        return ArtifactVersionConnection(
+            edges=edges, total_count=total,
+            page_info=PageInfo(has_next_page=len(page) > size,
+                               end_cursor=edges[-1].cursor if edges else None))
 
-    @strawberry.field
-    def promotions(self) -> list[Promotion]:
-        return [
-            Promotion(
-                version=ArtifactVersion(state=self.state.versions[event.number - 1]),
-                previous=_wrap(self.state.version(event.previous)) if event.previous else None,
-                reason=event.reason, actor=recorded.metadata.get("actor"),
-                at=recorded.recorded_at, position=recorded.position,
-            )
-            for recorded, event in self.state.promotions
-        ]
+    @strawberry.field(description="Every change of the production pointer, oldest first.")
+    async def promotions(self) -> list[Promotion]:
+        return [Promotion(record=r) for r in await self.view.promotions()]
+
+
+@strawberry.type
+class ArtifactEdge:
+    node: Artifact
+    cursor: str
+
+
+@strawberry.type
+class ArtifactConnection:
+    edges: list[ArtifactEdge]
+    page_info: PageInfo
+    total_count: int
 
 
 @strawberry.type
@@ -218,46 +262,23 @@ class WithdrawResult:
     position: int
 
 
-MAX_PAGE_SIZE = 1000
-DEFAULT_PAGE_SIZE = 100
+@strawberry.type
+class ProjectionStatus:
+    name: str
+    position: int
+    lag: int
+    lag_seconds: float | None
+    parked: int
 
 
-def paginate(
-    versions: list[VersionState], *, first: int | None, after: str | None
-) -> ArtifactVersionConnection:
-    """Cursor pagination over versions ordered by number; the cursor encodes the number."""
-    size = DEFAULT_PAGE_SIZE if first is None else first
-    if size < 0:
-        raise ValidationError("first must not be negative")
-    if size > MAX_PAGE_SIZE:
-        raise LimitExceeded(f"first must be at most {MAX_PAGE_SIZE}")
-    start_after = decode_cursor(after) if after else 0
-    remaining = [v for v in versions if v.number > start_after]
-    page = remaining[:size]
-    edges = [ArtifactVersionEdge(node=ArtifactVersion(state=v), cursor=encode_cursor(v.number))
-             for v in page]
-    return ArtifactVersionConnection(
-        edges=edges,
-        page_info=PageInfo(has_next_page=len(remaining) > len(page),
-                           end_cursor=edges[-1].cursor if edges else None),
-        total_count=len(versions),
-    )
-
-
-def encode_cursor(number: int) -> str:
-    return base64.urlsafe_b64encode(f"v:{number}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if kind != "v":
-            raise ValueError(kind)
-        return int(value)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"invalid cursor {cursor!r}") from exc
+@strawberry.type
+class SystemStatus:
+    head_position: int
+    projections: list[ProjectionStatus]
 
 
 def _wrap(state: VersionState | None) -> ArtifactVersion | None:
     return ArtifactVersion(state=state) if state is not None else None
+
+
 

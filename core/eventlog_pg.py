@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -109,7 +110,8 @@ class PostgresEventStore:
                 " position, created) VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
 
     async def load_stream(
-        self, namespace: str, name: str, *, to_position: int | None = None
+        self, namespace: str, name: str, *, to_position: int | None = None,
+        to_time: datetime | None = None,
     ) -> list[RecordedEvent]:
         query = sql.SQL("SELECT {} FROM events WHERE namespace = %s AND name = %s").format(
             EVENT_COLUMNS)
@@ -117,7 +119,18 @@ class PostgresEventStore:
         if to_position is not None:
             query += sql.SQL(" AND position <= %s")
             params.append(to_position)
+        if to_time is not None:
+            query += sql.SQL(" AND recorded_at <= %s")
+            params.append(to_time)
         return await self._fetch(query + sql.SQL(" ORDER BY stream_version"), params)
+
+    async def last_position(self, namespace: str, name: str, at_most: int) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT coalesce(max(position), 0) FROM events WHERE namespace = %s"
+                " AND name = %s AND position <= %s", (namespace, name, at_most))
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
     async def read_after(self, position: int, limit: int) -> list[RecordedEvent]:
         query = sql.SQL(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,8 +31,20 @@ async def connect(url: str, *, name: str) -> NatsClient:
     )
 
 
+def partition_of(namespace: str, name: str, partitions: int) -> int:
+    """The partition an artifact's events travel in: stable, so per-artifact order holds."""
+    return zlib.crc32(f"{namespace}/{name}".encode()) % partitions
+
+
 def subject_for(settings: Settings, namespace: str, name: str) -> str:
-    return f"{settings.subject_prefix}.{namespace}.{name}"
+    """``PREFIX.PARTITION.NAMESPACE.NAME``: projection workers each own whole partitions, and
+    a subscriber can still filter by namespace (``PREFIX.*.NAMESPACE.>``)."""
+    partition = partition_of(namespace, name, settings.partitions)
+    return f"{settings.subject_prefix}.{partition}.{namespace}.{name}"
+
+
+def partition_subject(settings: Settings, partition: int) -> str:
+    return f"{settings.subject_prefix}.{partition}.>"
 
 
 async def ensure_stream(js: JetStreamContext, settings: Settings) -> None:

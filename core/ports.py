@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from core.content import Content
@@ -40,9 +41,14 @@ class EventStore(Protocol):
         ...
 
     async def load_stream(
-        self, namespace: str, name: str, *, to_position: int | None = None
+        self, namespace: str, name: str, *, to_position: int | None = None,
+        to_time: datetime | None = None,
     ) -> list[RecordedEvent]:
-        """One artifact's events in stream order, optionally only up to a global position."""
+        """One artifact's events in stream order, optionally only up to a position or time."""
+        ...
+
+    async def last_position(self, namespace: str, name: str, at_most: int) -> int:
+        """The position of the artifact's last event at or below ``at_most`` (0: none)."""
         ...
 
     async def read_after(self, position: int, limit: int) -> list[RecordedEvent]:

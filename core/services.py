@@ -7,6 +7,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from core.artifact import (
@@ -153,12 +154,14 @@ class ArtifactService:
         raise Conflict(f"{cmd.ref} changed too often to withdraw; try again")
 
     async def load(
-        self, namespace: str, name: str, *, to_position: int | None = None
+        self, namespace: str, name: str, *, to_position: int | None = None,
+        to_time: datetime | None = None,
     ) -> ArtifactState:
-        """The artifact folded from its events (optionally as of a global position)."""
+        """The artifact folded from its events (optionally as of a position or a time)."""
         validate_name("namespace", namespace)
         validate_name("name", name)
-        events = await self.store.load_stream(namespace, name, to_position=to_position)
+        events = await self.store.load_stream(namespace, name, to_position=to_position,
+                                              to_time=to_time)
         return fold(namespace, name, events)
 
     async def load_existing(self, namespace: str, name: str) -> ArtifactState:

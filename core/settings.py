@@ -27,6 +27,10 @@ ENVIRONMENT: dict[str, str] = {
     "ARTIFACTLOG_DUPLICATE_WINDOW_SECONDS": "duplicate_window_seconds",
     "ARTIFACTLOG_STREAM_REPLICAS": "stream_replicas",
     "ARTIFACTLOG_RELAY_BATCH_SIZE": "relay_batch_size",
+    "ARTIFACTLOG_PARTITIONS": "partitions",
+    "ARTIFACTLOG_PROJECTION_BATCH_SIZE": "projection_batch_size",
+    "ARTIFACTLOG_PROJECTION_MAX_WAIT_SECONDS": "projection_max_wait_seconds",
+    "ARTIFACTLOG_READ_WAIT_SECONDS": "read_wait_seconds",
     "ARTIFACTLOG_LOG_LEVEL": "log_level",
 }
 
@@ -46,6 +50,12 @@ class Settings:
     duplicate_window_seconds: float = 2 * 3600
     stream_replicas: int = 1
     relay_batch_size: int = 1000
+    # Fixed for the life of a stream: an artifact's partition must never change.
+    partitions: int = 4
+    projection_batch_size: int = 500
+    projection_max_wait_seconds: float = 0.05
+    # How long a read with minPosition waits for the projections before answering TIMEOUT.
+    read_wait_seconds: float = 5.0
     log_level: str = "INFO"
 
     @classmethod

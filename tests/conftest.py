@@ -6,6 +6,9 @@ whole log (relay tests), a fresh database and a fresh JetStream stream (``fresh_
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ from core.db import migrate, open_pool
 from core.eventlog_pg import PostgresEventStore
 from core.runtime import EmbeddedNats, EmbeddedPostgres, free_port
 from core.services import ArtifactService
-from core.settings import Settings
+from core.settings import ENVIRONMENT, Settings
 
 
 @dataclass
@@ -46,6 +49,35 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
     finally:
         nats.stop()
         postgres.stop()
+
+
+def role_process(settings: Settings, *role: str) -> subprocess.Popen[bytes]:
+    """An `artifactlog run ROLE` process against ``settings`` (its output goes to a log)."""
+    env = {**os.environ, **settings_environment(settings), "ARTIFACTLOG_LOG_LEVEL": "WARNING"}
+    log = (settings.home / f"{'-'.join(role)}.log").open("ab")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "api.cli", "run", *role], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    finally:
+        log.close()
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    return {var: str(getattr(settings, name)) for var, name in ENVIRONMENT.items()
+            if getattr(settings, name) is not None}
+
+
+@pytest.fixture(scope="session")
+def workers(engines: Engines) -> Iterator[None]:
+    """The relay and the projection workers for the shared database, as real processes."""
+    settings = engines.settings()
+    processes = [role_process(settings, "relay"),
+                 role_process(settings, "projection", "--name", "version_history")]
+    yield
+    for proc in processes:
+        proc.terminate()
+    for proc in processes:
+        proc.wait(20)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""GraphQL over HTTP (in-process ASGI) against the real event log."""
+"""GraphQL over HTTP (in-process ASGI) against the real engines: writes go to the event log,
+reads come from the version-history read model the projection worker process keeps."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ import httpx
 import pytest
 
 from api.app import create_app
+from api.server import build_services
 from core.eventlog_pg import PostgresEventStore
-from core.services import ArtifactService
+from core.jetstream import connect
+from core.settings import Settings
+from projections.version_history import VersionHistoryProjection
 
 pytestmark = pytest.mark.anyio
 
 INGEST = """mutation($input: IngestInput!) { ingest(input: $input) {
   created position version { number label stage digest size mediaType metadata content text
   producer position parents { namespace name number } } } }"""
-ARTIFACT = """query($ns: String!, $name: String!, $at: Int) {
-  artifact(namespace: $ns, name: $name, atPosition: $at) {
+ARTIFACT = """query($ns: String!, $name: String!, $at: Int, $min: Int) {
+  artifact(namespace: $ns, name: $name, atPosition: $at, minPosition: $min) {
     namespace name kind latest { number } production { number label }
     version(number: 1) { stage children { name number } }
     versions(first: 2) { totalCount pageInfo { hasNextPage endCursor }
@@ -28,8 +32,14 @@ ARTIFACT = """query($ns: String!, $name: String!, $at: Int) {
 
 
 @pytest.fixture
-async def gql(store: PostgresEventStore) -> AsyncIterator[Any]:
-    app = create_app(ArtifactService(store, max_content_bytes=1024))
+async def gql(store: PostgresEventStore, settings: Settings, workers: None
+              ) -> AsyncIterator[Any]:
+    assert settings.nats_url
+    nc = await connect(settings.nats_url, name="test")
+    services = build_services(store.pool, nc.jetstream(),
+                              settings.with_overrides(max_content_bytes=1024),
+                              [VersionHistoryProjection(store.pool)])
+    app = create_app(services)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://test") as http:
         async def execute(query: str, **variables: Any) -> dict[str, Any]:
@@ -37,6 +47,7 @@ async def gql(store: PostgresEventStore) -> AsyncIterator[Any]:
             assert response.status_code == 200, response.text
             return dict(response.json())
         yield execute
+    await nc.close()
 
 
 def ingest_input(ns: str, name: str, **fields: Any) -> dict[str, Any]:
@@ -71,7 +82,8 @@ async def test_artifact_history_promotions_and_time_travel(gql: Any, names: str)
     second = await gql(promote, ref={"namespace": names, "name": "m", "label": "v3"})
     assert second["data"]["promote"]["previous"] == {"number": 1}
     assert second["data"]["promote"]["version"] == {"number": 3, "stage": "PRODUCTION"}
-    artifact = (await gql(ARTIFACT, ns=names, name="m"))["data"]["artifact"]
+    artifact = (await gql(ARTIFACT, ns=names, name="m",
+                          min=second["data"]["promote"]["position"]))["data"]["artifact"]
     assert artifact["latest"] == {"number": 3}
     assert artifact["production"] == {"number": 3, "label": "v3"}
     assert artifact["version"]["stage"] == "SUPERSEDED"

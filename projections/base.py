@@ -1,0 +1,48 @@
+"""The contract every projection implements; the runner and rebuild drive it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from core.events import RecordedEvent
+
+Artifact = tuple[str, str]  # (namespace, name)
+
+
+class Projection(Protocol):
+    """A read model built from the event stream, one partition at a time.
+
+    Events of one artifact always travel in one partition, in position order, and one worker
+    at a time owns a partition; so a projection sees each artifact's events in order.
+    """
+
+    name: str
+
+    async def setup(self) -> None:
+        """Create or migrate the projection's tables (idempotent; DDL is versioned)."""
+        ...
+
+    async def checkpoint(self, partition: int) -> int:
+        """The highest position applied in ``partition`` (0 when nothing has been)."""
+        ...
+
+    async def apply(
+        self, partition: int, events: Sequence[RecordedEvent], *, replaying: bool = False
+    ) -> None:
+        """Apply ``events`` (all of ``partition``, ascending position) exactly once in effect.
+
+        Events at or below the partition's checkpoint are skipped, and the checkpoint moves
+        with the writes (atomically where the store allows), so a redelivered batch changes
+        nothing. ``replaying`` (a rebuild after ``reset``) applies them regardless and only
+        raises the checkpoint.
+        """
+        ...
+
+    async def reset(self, artifacts: set[Artifact] | None = None) -> None:
+        """Delete what was derived from all artifacts (None) or from the given ones."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,136 @@
+"""The version-history read model in Postgres: artifacts, versions with their stages,
+promotions and lineage edges. Checkpoints live in the same database and move in the same
+transaction as the rows, so a redelivered batch is a no-op."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import AsyncCursor
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from core.events import RecordedEvent, VersionIngested, VersionPromoted, VersionWithdrawn
+from projections.base import Artifact
+
+NAME = "version_history"
+TABLES = ("vh_artifacts", "vh_versions", "vh_promotions", "vh_lineage")
+
+
+class VersionHistoryProjection:
+    name = NAME
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def setup(self) -> None:
+        """The tables come from the alembic migrations; nothing to do at run time."""
+
+    async def close(self) -> None:
+        """The pool belongs to the caller."""
+
+    async def checkpoint(self, partition: int) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT position FROM projection_checkpoints WHERE projection = %s"
+                " AND partition = %s", (NAME, partition))
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def apply(
+        self, partition: int, events: Sequence[RecordedEvent], *, replaying: bool = False
+    ) -> None:
+        async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(
+                "INSERT INTO projection_checkpoints (projection, partition, position)"
+                " VALUES (%s, %s, 0) ON CONFLICT DO NOTHING", (NAME, partition))
+            # The row lock serializes two workers that briefly both believe they own the
+            # partition (during a rebalance); the second then sees the first's checkpoint.
+            await cur.execute(
+                "SELECT position FROM projection_checkpoints WHERE projection = %s"
+                " AND partition = %s FOR UPDATE", (NAME, partition))
+            row = await cur.fetchone()
+            checkpoint = int(row[0]) if row else 0
+            todo = [e for e in events if replaying or e.position > checkpoint]
+            if not todo:
+                return
+            async with conn.pipeline():
+                for event in todo:
+                    await apply_event(cur, event)
+                await cur.execute(
+                    "UPDATE projection_checkpoints SET position = greatest(position, %s),"
+                    " updated_at = now() WHERE projection = %s AND partition = %s",
+                    (todo[-1].position, NAME, partition))
+
+    async def reset(self, artifacts: set[Artifact] | None = None) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            if artifacts is None:
+                await conn.execute(f"TRUNCATE {', '.join(TABLES)}")
+                await conn.execute("DELETE FROM projection_checkpoints WHERE projection = %s",
+                                   (NAME,))
+                return
+            keys = sorted(artifacts)
+            namespaces, names = [k[0] for k in keys], [k[1] for k in keys]
+            for table, ns_col, name_col in (
+                ("vh_artifacts", "namespace", "name"), ("vh_versions", "namespace", "name"),
+                ("vh_promotions", "namespace", "name"),
+                ("vh_lineage", "child_namespace", "child_name"),
+            ):
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE ({ns_col}, {name_col}) IN"
+                    " (SELECT * FROM unnest(%s::text[], %s::text[]))", (namespaces, names))
+
+
+async def apply_event(cur: AsyncCursor[Any], event: RecordedEvent) -> None:
+    domain = event.event
+    key = (event.namespace, event.name)
+    if isinstance(domain, VersionIngested):
+        await cur.execute(
+            "INSERT INTO vh_artifacts (namespace, name, kind, latest_number, stream_version,"
+            " position, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (namespace, name) DO UPDATE SET latest_number ="
+            " excluded.latest_number, stream_version = excluded.stream_version,"
+            " position = excluded.position, updated_at = excluded.updated_at",
+            (*key, domain.kind, domain.number, event.stream_version, event.position,
+             event.recorded_at, event.recorded_at))
+        await cur.execute(
+            "INSERT INTO vh_versions (namespace, name, number, label, stage, digest, size,"
+            " media_type, content_type, metadata, producer, created_at, position)"
+            " VALUES (%s, %s, %s, %s, 'DRAFT', %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            (*key, domain.number, domain.label, domain.digest, domain.size, domain.media_type,
+             domain.content_type, Jsonb(dict(domain.metadata)), domain.producer,
+             event.recorded_at, event.position))
+        for parent in domain.parents:
+            await cur.execute(
+                "INSERT INTO vh_lineage VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (parent.namespace, parent.name, parent.number, *key, domain.number,
+                 event.position))
+        return
+    if isinstance(domain, VersionPromoted):
+        await cur.execute(
+            "UPDATE vh_versions SET stage = 'SUPERSEDED' WHERE namespace = %s AND name = %s"
+            " AND stage = 'PRODUCTION'", key)
+        await _set_stage(cur, event, domain.number, "PRODUCTION")
+        await cur.execute(
+            "INSERT INTO vh_promotions (position, namespace, name, number, previous, reason,"
+            " actor, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (event.position, *key, domain.number, domain.previous, domain.reason,
+             event.metadata.get("actor"), event.recorded_at))
+    elif isinstance(domain, VersionWithdrawn):
+        await _set_stage(cur, event, domain.number, "WITHDRAWN")
+    production = domain.number if isinstance(domain, VersionPromoted) else None
+    await cur.execute(
+        "UPDATE vh_artifacts SET stream_version = %s, position = %s, updated_at = %s,"
+        " production_number = coalesce(%s, production_number)"
+        " WHERE namespace = %s AND name = %s",
+        (event.stream_version, event.position, event.recorded_at, production, *key))
+
+
+async def _set_stage(cur: AsyncCursor[Any], event: RecordedEvent, number: int,
+                     stage: str) -> None:
+    await cur.execute(
+        "UPDATE vh_versions SET stage = %s WHERE namespace = %s AND name = %s AND number = %s",
+        (stage, event.namespace, event.name, number))
