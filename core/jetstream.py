@@ -65,10 +65,13 @@ async def ensure_stream(js: JetStreamContext, settings: Settings) -> None:
         await js.update_stream(config)
 
 
+TAIL_SCAN_LIMIT = 1000
+
+
 @dataclass(frozen=True)
 class StreamTail:
     position: int
-    event_id: str
+    event_id: str | None
 
 
 class JetStreamPublisher:
@@ -86,13 +89,26 @@ class JetStreamPublisher:
         self.ack_timeout = 10.0
 
     async def tail(self) -> StreamTail | None:
-        """The last event the stream holds, if it holds any."""
+        """Where the stream ends: the position of the last event the relay published, and the
+        message id of the stream's very last message (which the next publish must follow)."""
         info = await self.js.stream_info(self.settings.stream_name)
         if info.state.messages == 0 or not info.state.last_seq:
             return None
-        msg = await self.js.get_msg(self.settings.stream_name, info.state.last_seq)
-        headers = msg.headers or {}
-        return StreamTail(int(headers[POSITION_HEADER]), headers[MSG_ID])
+        last_id: str | None = None
+        seq = info.state.last_seq
+        # Anything but the relay publishing here is a mistake, but must not wedge the relay:
+        # look back past foreign messages to the last event that carries a position.
+        for _ in range(TAIL_SCAN_LIMIT):
+            if seq < info.state.first_seq:
+                break
+            msg = await self.js.get_msg(self.settings.stream_name, seq)
+            headers = msg.headers or {}
+            if seq == info.state.last_seq:
+                last_id = headers.get(MSG_ID)
+            if POSITION_HEADER in headers:
+                return StreamTail(int(headers[POSITION_HEADER]), last_id)
+            seq -= 1
+        return StreamTail(0, last_id)
 
     async def publish(self, events: Sequence[RecordedEvent]) -> None:
         futures = []

@@ -98,7 +98,7 @@ async def apply_event(cur: AsyncCursor[Any], event: RecordedEvent) -> None:
             "INSERT INTO vh_versions (namespace, name, number, label, stage, digest, size,"
             " media_type, content_type, metadata, producer, created_at, position)"
             " VALUES (%s, %s, %s, %s, 'DRAFT', %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT DO NOTHING",
+            " ON CONFLICT (namespace, name, number) DO NOTHING",
             (*key, domain.number, domain.label, domain.digest, domain.size, domain.media_type,
              domain.content_type, Jsonb(dict(domain.metadata)), domain.producer,
              event.recorded_at, event.position))
