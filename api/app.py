@@ -1,7 +1,9 @@
-"""The Starlette application: GraphQL at /graphql (GraphiQL in a browser) and /healthz."""
+"""The Starlette application: GraphQL at /graphql (GraphiQL in a browser), read-only SQL at
+/sql, and /healthz."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.applications import Starlette
@@ -13,6 +15,9 @@ from strawberry.asgi import GraphQL
 
 from api.context import Context, Services
 from api.schema import schema
+from core.errors import ArtifactlogError, LimitExceeded, Unavailable, ValidationError
+
+MAX_SQL_BODY = 256 * 1024
 
 
 class ArtifactlogGraphQL(GraphQL):
@@ -24,6 +29,11 @@ class ArtifactlogGraphQL(GraphQL):
         return Context(services=self.services)
 
 
+def error_response(error: ArtifactlogError) -> JSONResponse:
+    return JSONResponse({"error": {"code": error.code, "message": error.message}},
+                        status_code=error.http_status)
+
+
 def create_app(services: Services) -> Starlette:
     """The HTTP application around the application services."""
     graphql = ArtifactlogGraphQL(services)
@@ -31,7 +41,39 @@ def create_app(services: Services) -> Starlette:
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    async def sql(request: Request) -> JSONResponse:
+        """POST a query as text/plain, or as JSON {"sql": "..."}; answers columns, types, rows."""
+        try:
+            query = await sql_from(request)
+            if services.analytics is None:
+                raise Unavailable("this process does not serve analytics")
+            result = await services.analytics.run(query)
+        except ArtifactlogError as exc:
+            return error_response(exc)
+        return JSONResponse({"columns": result.columns, "types": result.types,
+                             "rows": result.rows})
+
     return Starlette(routes=[
         Route("/healthz", healthz),
         Route("/graphql", graphql, methods=["GET", "POST"]),
+        Route("/sql", sql, methods=["POST"]),
     ])
+
+
+async def sql_from(request: Request) -> str:
+    body = await request.body()
+    if len(body) > MAX_SQL_BODY:
+        raise LimitExceeded(f"the request body is larger than {MAX_SQL_BODY} bytes")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError("the request body is not UTF-8") from exc
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            payload = json.loads(text)
+        except ValueError as exc:
+            raise ValidationError(f"the request body is not valid JSON: {exc}") from exc
+        if not isinstance(payload, dict) or not isinstance(payload.get("sql"), str):
+            raise ValidationError('send {"sql": "SELECT ..."}')
+        return str(payload["sql"])
+    return text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import csv
 import json
 import logging
 import os
@@ -23,6 +24,10 @@ INGEST = f"""mutation($input: IngestInput!) {{
 PROMOTE = f"""mutation($ref: VersionRefInput!, $reason: String) {{
   promote(ref: $ref, reason: $reason) {{ position version {{ {VERSION_FIELDS} }}
     previous {{ number label }} }} }}"""
+STATUS = """query { status { headPosition
+  projections { name position lag lagSeconds parked } } }"""
+REBUILD = """mutation($name: String!, $from: Int) {
+  rebuildProjection(name: $name, fromPosition: $from) { projection events seconds } }"""
 HISTORY = f"""query($ns: String!, $name: String!, $after: String) {{
   artifact(namespace: $ns, name: $name) {{ kind production {{ number }}
     versions(first: 1000, after: $after) {{ totalCount pageInfo {{ hasNextPage endCursor }}
@@ -88,6 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("artifact", metavar="NAMESPACE/NAME")
     history.add_argument("--json", action="store_true", help="print JSON")
     history.set_defaults(handler=cmd_history)
+
+    status = sub.add_parser("status", help="log head and each projection's position and lag")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=cmd_status)
+
+    replay = sub.add_parser("replay", help="rebuild a projection from the event log")
+    replay.add_argument("--projection", required=True, help="version_history or analytics")
+    replay.add_argument("--from-position", type=int,
+                        help="only artifacts changed after this position")
+    replay.set_defaults(handler=cmd_replay)
+
+    sql = sub.add_parser("sql", help="run read-only ClickHouse SQL on the analytics tables")
+    sql.add_argument("query", help="the SQL, or - to read it from stdin")
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sql.set_defaults(handler=cmd_sql)
 
     schema = sub.add_parser("schema", help="print the GraphQL schema (SDL)")
     schema.set_defaults(handler=cmd_schema)
@@ -199,6 +219,54 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{v['number']:>5}  {v['label']:<10} {v['stage']:<11} {v['digest'][:12]:<12} "
               f"{v['size']:>9}  {v['createdAt']}")
     return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    status = client(settings).execute(STATUS)["status"]
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(f"log head: {status['headPosition']}")
+    print(f"{'projection':<18} {'position':>10} {'lag':>8} {'lag s':>8} {'parked':>7}")
+    for p in status["projections"]:
+        seconds = "-" if p["lagSeconds"] is None else f"{p['lagSeconds']:.1f}"
+        print(f"{p['name']:<18} {p['position']:>10} {p['lag']:>8} {seconds:>8} {p['parked']:>7}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    result = client(settings).execute(REBUILD, {"name": args.projection,
+                                                "from": args.from_position})
+    rebuilt = result["rebuildProjection"]
+    rate = rebuilt["events"] / rebuilt["seconds"] if rebuilt["seconds"] else 0.0
+    print(f"rebuilt {rebuilt['projection']} from the log: {rebuilt['events']} events in "
+          f"{rebuilt['seconds']:.2f}s ({rate:,.0f} events/s)")
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    query = sys.stdin.read() if args.query == "-" else args.query
+    result = client(settings).sql(query)
+    if args.format == "json":
+        print(json.dumps([dict(zip(result["columns"], row, strict=True))
+                          for row in result["rows"]], indent=2))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(result["columns"])
+        writer.writerows(result["rows"])
+    else:
+        print_table(result["columns"], result["rows"])
+    return 0
+
+
+def print_table(columns: list[str], rows: list[list[Any]]) -> None:
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
 
 
 def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:

@@ -33,7 +33,8 @@ VERSION_FIELDS = """
 class GraphQLClient:
     def __init__(self, url: str, *, token: str | None = None, timeout: float = 60.0) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.url = url.rstrip("/") + "/graphql"
+        self.base_url = url.rstrip("/")
+        self.url = self.base_url + "/graphql"
         self.http = httpx.Client(headers=headers, timeout=timeout)
 
     def execute(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -50,6 +51,20 @@ class GraphQLClient:
             code = (error.get("extensions") or {}).get("code", "")
             raise ERRORS_BY_CODE.get(code, ArtifactlogError)(error["message"])
         return dict(body["data"])
+
+    def sql(self, query: str) -> dict[str, Any]:
+        """Run read-only SQL through the server's /sql endpoint."""
+        try:
+            response = self.http.post(self.base_url + "/sql", content=query.encode(),
+                                      headers={"Content-Type": "text/plain"})
+        except httpx.TransportError as exc:
+            raise Unavailable(f"cannot reach artifactlog at {self.base_url}: {exc}") from exc
+        body = response.json()
+        if response.status_code >= 400:
+            error = body.get("error", {})
+            raise ERRORS_BY_CODE.get(error.get("code", ""), ArtifactlogError)(
+                error.get("message", response.text))
+        return dict(body)
 
     def close(self) -> None:
         self.http.close()

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 import strawberry
 from strawberry.dataloader import DataLoader
 
+from core.analytics_sql import ReadOnlySql
 from core.artifact import VersionState
 from core.events import VersionKey
 from core.history import HistoryQueries
 from core.services import ArtifactService
+from projections.rebuild import Rebuilder
 from projections.status import StatusQueries
 
 
@@ -22,6 +24,8 @@ class Services:
     artifacts: ArtifactService
     history: HistoryQueries
     status: StatusQueries
+    rebuilder: Rebuilder
+    analytics: ReadOnlySql | None = None  # None: this process does not serve analytics
 
 
 @dataclass

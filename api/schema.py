@@ -14,6 +14,7 @@ from strawberry.scalars import JSON
 from api.context import Info
 from api.pagination import decode_cursor, encode_cursor, page_size
 from api.types import (
+    AnalyticsResult,
     Artifact,
     ArtifactConnection,
     ArtifactEdge,
@@ -22,13 +23,14 @@ from api.types import (
     PageInfo,
     ProjectionStatus,
     PromoteResult,
+    RebuildResult,
     Stage,
     SystemStatus,
     VersionRefInput,
     WithdrawResult,
 )
 from core.commands import IngestVersion, PromoteVersion, WithdrawVersion
-from core.errors import ArtifactlogError, ValidationError
+from core.errors import ArtifactlogError, Unavailable, ValidationError
 from core.history_pg import ArtifactFilter
 
 log = logging.getLogger("artifactlog.api")
@@ -95,6 +97,14 @@ class Query:
             page_info=PageInfo(has_next_page=len(found) > size,
                                end_cursor=edges[-1].cursor if edges else None))
 
+    @strawberry.field(description="Read-only ClickHouse SQL over the analytics tables.")
+    async def analytics(self, info: Info, sql: str) -> AnalyticsResult:
+        engine = info.context.services.analytics
+        if engine is None:
+            raise Unavailable("this process does not serve analytics; ask the API server")
+        result = await engine.run(sql)
+        return AnalyticsResult(columns=result.columns, types=result.types, rows=result.rows)
+
     @strawberry.field(description="The log head and each projection's position and lag.")
     async def status(self, info: Info) -> SystemStatus:
         services = info.context.services
@@ -107,6 +117,14 @@ class Query:
 
 @strawberry.type
 class Mutation:
+    @strawberry.mutation(description="Rebuild a projection from the event log.")
+    async def rebuild_projection(
+        self, info: Info, name: str, from_position: int | None = None
+    ) -> RebuildResult:
+        result = await info.context.services.rebuilder.rebuild(name, from_position)
+        return RebuildResult(projection=result.projection, events=result.events,
+                             seconds=result.seconds)
+
     @strawberry.mutation
     async def ingest(self, info: Info, input: IngestInput) -> IngestResult:
         result = await info.context.service.ingest(input.to_command(info.context.actor))

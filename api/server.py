@@ -17,6 +17,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.app import create_app
 from api.context import Services
+from core.analytics_sql import ReadOnlySql
+from core.clickhouse import ClickHouse
 from core.db import open_pool
 from core.eventlog_pg import PostgresEventStore
 from core.history import HistoryQueries
@@ -25,14 +27,21 @@ from core.jetstream import JetStreamPublisher, connect, ensure_stream
 from core.relay import Relay
 from core.services import ArtifactService
 from core.settings import Settings
+from projections.analytics import AnalyticsProjection
 from projections.base import Projection
 from projections.leases import PartitionLeases
 from projections.parking import ParkingLot
+from projections.rebuild import Rebuilder
 from projections.runner import ProjectionWorker
 from projections.status import StatusQueries
 from projections.version_history import VersionHistoryProjection
 
 log = logging.getLogger("artifactlog.server")
+
+# chDB lets one process open its data directory: in embedded mode that is the API process,
+# which runs the analytics projection and answers analytics queries. A role that does not
+# serve analytics never opens ClickHouse.
+ANALYTICS_ROLES = ("api", "projection-analytics")
 
 
 class ApiServer(uvicorn.Server):
@@ -78,10 +87,19 @@ async def open_runtime(settings: Settings, *, role: str) -> AsyncIterator[Runtim
             await ensure_stream(js, settings)
             projections: dict[str, Projection] = {
                 "version_history": VersionHistoryProjection(pool)}
-            services = build_services(pool, js, settings, list(projections.values()))
-            yield Runtime(settings, pool, nc, services, projections)
-            for projection in projections.values():
-                await projection.close()
+            analytics = None
+            if role in ANALYTICS_ROLES:
+                projections["analytics"] = AnalyticsProjection(
+                    ClickHouse(settings.effective_clickhouse_url), settings)
+                analytics = ReadOnlySql(ClickHouse(settings.effective_clickhouse_url))
+            services = build_services(pool, js, settings, projections, analytics)
+            try:
+                yield Runtime(settings, pool, nc, services, projections)
+            finally:
+                for projection in projections.values():
+                    await projection.close()
+                if analytics is not None:
+                    await analytics.clickhouse.close()
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.close(), 5)
@@ -90,14 +108,17 @@ async def open_runtime(settings: Settings, *, role: str) -> AsyncIterator[Runtim
 
 
 def build_services(pool: AsyncConnectionPool, js: JetStreamContext, settings: Settings,
-                   projections: list[Projection]) -> Services:
-    artifacts = ArtifactService(PostgresEventStore(pool),
-                                max_content_bytes=settings.max_content_bytes)
+                   projections: dict[str, Projection],
+                   analytics: ReadOnlySql | None = None) -> Services:
+    store = PostgresEventStore(pool)
+    artifacts = ArtifactService(store, max_content_bytes=settings.max_content_bytes)
     return Services(
         artifacts=artifacts,
         history=HistoryQueries(HistoryReader(pool), artifacts,
                                read_wait_seconds=settings.read_wait_seconds),
-        status=StatusQueries(projections, pool, js, settings))
+        status=StatusQueries(list(projections.values()), pool, js, settings),
+        rebuilder=Rebuilder(projections, store, settings),
+        analytics=analytics)
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:

@@ -277,6 +277,20 @@ class SystemStatus:
     projections: list[ProjectionStatus]
 
 
+@strawberry.type
+class AnalyticsResult:
+    columns: list[str]
+    types: list[str]
+    rows: list[list[JSON | None]]
+
+
+@strawberry.type
+class RebuildResult:
+    projection: str
+    events: int
+    seconds: float
+
+
 def _wrap(state: VersionState | None) -> ArtifactVersion | None:
     return ArtifactVersion(state=state) if state is not None else None
 

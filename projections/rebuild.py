@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from psycopg import AsyncConnection
 
+from core.errors import NotFound, ValidationError
 from core.eventlog_pg import PostgresEventStore
 from core.events import RecordedEvent
 from core.jetstream import partition_of
@@ -70,3 +71,22 @@ async def replay(projection: Projection, store: PostgresEventStore, settings: Se
             await projection.apply(partition, events, replaying=True)
         applied += len(chosen)
     return applied
+
+
+class Rebuilder:
+    """Rebuilds the projections this process knows, by name."""
+
+    def __init__(self, projections: dict[str, Projection], store: PostgresEventStore,
+                 settings: Settings) -> None:
+        self.projections = projections
+        self.store = store
+        self.settings = settings
+
+    async def rebuild(self, name: str, from_position: int | None = None) -> RebuildResult:
+        projection = self.projections.get(name)
+        if projection is None:
+            raise NotFound(f"no projection named {name!r}; known: "
+                           f"{', '.join(sorted(self.projections))}")
+        if from_position is not None and from_position < 0:
+            raise ValidationError("fromPosition must not be negative")
+        return await rebuild(projection, self.store, self.settings, from_position=from_position)
