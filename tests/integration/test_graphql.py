@@ -38,7 +38,7 @@ async def gql(store: PostgresEventStore, settings: Settings, workers: None
     nc = await connect(settings.nats_url, name="test")
     services = build_services(store.pool, nc.jetstream(),
                               settings.with_overrides(max_content_bytes=1024),
-                              [VersionHistoryProjection(store.pool)])
+                              {"version_history": VersionHistoryProjection(store.pool)})
     app = create_app(services)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://test") as http:
