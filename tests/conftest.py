@@ -29,15 +29,23 @@ class Engines:
     home: Path
     postgres: EmbeddedPostgres
     nats: EmbeddedNats
+    chdb_path: Path
 
     def settings(self, **overrides: object) -> Settings:
         base = Settings(home=self.home, database_url=self.postgres.url, nats_url=self.nats.url,
-                        clickhouse_url=f"chdb://{self.home / 'clickhouse'}")
+                        clickhouse_url=f"chdb://{self.chdb_path}")
         return base.with_overrides(**overrides)
 
 
 @pytest.fixture(scope="session")
-def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one chDB directory of the test process (chDB opens one per process); tests keep
+    apart by ClickHouse database."""
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture(scope="session")
+def engines(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[Engines]:
     home = tmp_path_factory.mktemp("artifactlog-home")
     postgres = EmbeddedPostgres(home / "postgres" / "data", free_port())
     nats = EmbeddedNats(home / "nats", free_port())
@@ -45,7 +53,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
     try:
         nats.start()
         migrate(postgres.url)
-        yield Engines(home, postgres, nats)
+        yield Engines(home, postgres, nats, chdb_path)
     finally:
         nats.stop()
         postgres.stop()

@@ -86,6 +86,16 @@ def home(tmp_path: Path) -> Iterator[Path]:
         os.kill(pid, signal.SIGKILL)
 
 
+def wait_for_projections(up: Up, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = json.loads(up.cli("status", "--json").stdout)
+        if all(p["lag"] == 0 for p in status["projections"]) and len(status["projections"]) == 2:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"projections did not catch up: {status}")
+
+
 def wait_gone(home: Path, timeout: float = 15.0) -> list[str]:
     deadline = time.monotonic() + timeout
     while (left := processes_using(home)) and time.monotonic() < deadline:
@@ -111,6 +121,17 @@ def test_up_serves_demo_data_stops_cleanly_and_reuses_its_data(home: Path) -> No
         assert "is now PRODUCTION" in promoted.stdout
         listed = json.loads(up.cli("history", "e2e/notes", "--json").stdout)
         assert [(v["number"], v["stage"]) for v in listed] == [(1, "PRODUCTION")]
+        wait_for_projections(up)
+        sql = up.cli("sql", "SELECT type, count() AS n FROM events GROUP BY type ORDER BY type",
+                     "--format", "json")
+        assert sql.returncode == 0, sql.stderr
+        assert json.loads(sql.stdout) == [{"type": "VersionIngested", "n": 5},
+                                          {"type": "VersionPromoted", "n": 3}]
+        rebuilt = up.cli("replay", "--projection", "analytics")
+        assert "rebuilt analytics from the log: 8 events" in rebuilt.stdout, rebuilt.stderr
+        refused = up.cli("sql", "DROP TABLE events")
+        assert refused.returncode != 0
+        assert "[VALIDATION]" in refused.stderr
     finally:
         assert up.stop(signal.SIGTERM) == 0
     assert wait_gone(home) == [], "postgres or nats-server outlived `artifactlog up`"

@@ -115,11 +115,6 @@ async def raw_counts(clickhouse: ClickHouse) -> dict[str, int]:
             for table in SNAPSHOT}
 
 
-@pytest.fixture(scope="session")
-def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("chdb")
-
-
 @pytest.fixture(scope="module")
 def anyio_backend() -> str:
     """Module scope, so that module-scoped async fixtures (below) can exist."""
