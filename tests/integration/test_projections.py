@@ -229,7 +229,8 @@ async def _partitions_spread_over(system: System, workers: int) -> bool:
     async with system.pool.connection() as conn:
         cur = await conn.execute(
             "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory'"
-            " AND classid = %s::bigint::oid AND objsubid = 2", (key,))
+            " AND classid = %s::bigint::oid AND objsubid = 2 AND database ="
+            " (SELECT oid FROM pg_database WHERE datname = current_database())", (key,))
         row = await cur.fetchone()
     return bool(row and row[0] == workers)
 
