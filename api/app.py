@@ -9,20 +9,23 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
 from api.context import Context, Services
-from api.schema import schema
+from api.limits import BodyLimit
+from api.schema import make_schema
 from core.errors import ArtifactlogError, LimitExceeded, Unavailable, ValidationError
+from core.settings import Settings
 
 MAX_SQL_BODY = 256 * 1024
 
 
 class ArtifactlogGraphQL(GraphQL):
-    def __init__(self, services: Services) -> None:
-        super().__init__(schema, graphql_ide="graphiql")
+    def __init__(self, services: Services, settings: Settings) -> None:
+        super().__init__(make_schema(settings), graphql_ide="graphiql")
         self.services = services
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
@@ -34,9 +37,9 @@ def error_response(error: ArtifactlogError) -> JSONResponse:
                         status_code=error.http_status)
 
 
-def create_app(services: Services) -> Starlette:
+def create_app(services: Services, settings: Settings) -> ASGIApp:
     """The HTTP application around the application services."""
-    graphql = ArtifactlogGraphQL(services)
+    graphql = ArtifactlogGraphQL(services, settings)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -53,11 +56,13 @@ def create_app(services: Services) -> Starlette:
         return JSONResponse({"columns": result.columns, "types": result.types,
                              "rows": result.rows})
 
-    return Starlette(routes=[
+    app = Starlette(routes=[
         Route("/healthz", healthz),
         Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
         Route("/sql", sql, methods=["POST"]),
     ])
+    return BodyLimit(app, settings.max_body_bytes)
 
 
 async def sql_from(request: Request) -> str:

@@ -10,7 +10,9 @@ from strawberry.dataloader import DataLoader
 
 from core.analytics_sql import ReadOnlySql
 from core.artifact import VersionState
+from core.comparison import DiffService
 from core.events import VersionKey
+from core.feed import EventFeed
 from core.history import HistoryQueries
 from core.services import ArtifactService
 from projections.rebuild import Rebuilder
@@ -25,6 +27,8 @@ class Services:
     history: HistoryQueries
     status: StatusQueries
     rebuilder: Rebuilder
+    diffs: DiffService
+    feed: EventFeed
     analytics: ReadOnlySql | None = None  # None: this process does not serve analytics
 
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import AsyncGenerator, Iterator
 from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import AddValidationRules, SchemaExtension
 from strawberry.scalars import JSON
 
 from api.context import Info
+from api.limits import LIMIT_MESSAGES, graphql_limits
 from api.pagination import decode_cursor, encode_cursor, page_size
 from api.types import (
     AnalyticsResult,
@@ -29,11 +34,32 @@ from api.types import (
     VersionRefInput,
     WithdrawResult,
 )
+from api.types_log import (
+    Diff,
+    Event,
+    EventConnection,
+    EventEdge,
+    LineageEdge,
+    LineageGraph,
+    ReplayStep,
+    replay_state,
+)
 from core.commands import IngestVersion, PromoteVersion, WithdrawVersion
-from core.errors import ArtifactlogError, Unavailable, ValidationError
+from core.errors import ArtifactlogError, LimitExceeded, Unavailable, ValidationError
 from core.history_pg import ArtifactFilter
+from core.settings import Settings
 
 log = logging.getLogger("artifactlog.api")
+
+
+DEFAULT_LINEAGE_DEPTH = 10
+MAX_LINEAGE_DEPTH = 100
+
+
+@strawberry.enum
+class LineageDirection(Enum):
+    UPSTREAM = "UPSTREAM"
+    DOWNSTREAM = "DOWNSTREAM"
 
 
 @strawberry.input
@@ -97,6 +123,54 @@ class Query:
             page_info=PageInfo(has_next_page=len(found) > size,
                                end_cursor=edges[-1].cursor if edges else None))
 
+    @strawberry.field(description="Events of the log in position order.")
+    async def events(self, info: Info, after_position: int | None = None,
+                     first: int | None = None) -> EventConnection:
+        size = page_size(first)
+        start = after_position or 0
+        store = info.context.services.artifacts.store
+        found = await store.read_after(start, size + 1)
+        edges = [EventEdge(node=Event(record=e), cursor=encode_cursor("event", e.position))
+                 for e in found[:size]]
+        return EventConnection(
+            edges=edges, total_count=await store.count_after(start),
+            page_info=PageInfo(has_next_page=len(found) > size,
+                               end_cursor=edges[-1].cursor if edges else None))
+
+    @strawberry.field(description="Each event of an artifact with its folded state after it.")
+    async def replay(self, info: Info, namespace: str, name: str, to_version: int | None = None,
+                     to_position: int | None = None) -> list[ReplayStep]:
+        steps = await info.context.services.artifacts.replay(
+            namespace, name, to_version=to_version, to_position=to_position)
+        return [ReplayStep(event=Event(record=event), state=replay_state(state))
+                for event, state in steps]
+
+    @strawberry.field(description="Versions upstream (parents) or downstream (children).")
+    async def lineage(self, info: Info, ref: VersionRefInput, direction: LineageDirection,
+                      depth: int | None = None) -> LineageGraph:
+        walk = depth if depth is not None else DEFAULT_LINEAGE_DEPTH
+        if not 0 <= walk <= MAX_LINEAGE_DEPTH:
+            raise LimitExceeded(f"depth must be between 0 and {MAX_LINEAGE_DEPTH}")
+        history = info.context.services.history
+        root = await history.resolve(ref.to_ref())
+        edges = await history.reader.lineage(
+            root.key, upstream=direction is LineageDirection.UPSTREAM, depth=walk)
+        keys = [root.key, *sorted({k for edge in edges for k in edge} - {root.key},
+                                  key=lambda k: (k.namespace, k.name, k.number))]
+        found = await info.context.versions.load_many(keys)
+        versions = {v.key: ArtifactVersion(state=v) for v in found if v is not None}
+        return LineageGraph(
+            root=versions[root.key], nodes=[versions[k] for k in keys if k in versions],
+            edges=[LineageEdge(from_=versions[p], to=versions[c]) for p, c in edges
+                   if p in versions and c in versions])
+
+    @strawberry.field(description="What changed between two versions, of one artifact or two.")
+    async def diff(self, info: Info,
+                   from_: Annotated[VersionRefInput, strawberry.argument(name="from")],
+                   to: VersionRefInput, key: list[str] | None = None) -> Diff:
+        comparison = await info.context.services.diffs.diff(from_.to_ref(), to.to_ref(), key)
+        return Diff(comparison=comparison)
+
     @strawberry.field(description="Read-only ClickHouse SQL over the analytics tables.")
     async def analytics(self, info: Info, sql: str) -> AnalyticsResult:
         engine = info.context.services.analytics
@@ -151,6 +225,15 @@ class Mutation:
                               position=result.position)
 
 
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="Catch up from a position, then follow live events.")
+    async def events(self, info: Info, after_position: int | None = None,
+                     namespace: str | None = None) -> AsyncGenerator[Event, None]:
+        async for event in info.context.services.feed.follow(after_position or 0, namespace):
+            yield Event(record=event)
+
+
 class ErrorCodes(SchemaExtension):
     """Give every error a machine-readable ``extensions.code``; hide internals of bugs."""
 
@@ -167,7 +250,9 @@ def _coded(error: GraphQLError) -> GraphQLError:
     if isinstance(original, ArtifactlogError):
         extensions = {"code": original.code, **_jsonable(original.details)}
         message = original.message
-    elif original is None:
+    elif original is None and any(m in error.message for m in LIMIT_MESSAGES):
+        extensions, message = {"code": "LIMIT"}, error.message
+    elif original is None or isinstance(original, GraphQLError):
         extensions, message = {"code": "GRAPHQL_VALIDATION"}, error.message
     else:
         extensions, message = {"code": "INTERNAL"}, "internal error; see the server log"
@@ -190,4 +275,28 @@ class ArtifactlogSchema(strawberry.Schema):
             super().process_errors(unexpected, execution_context)  # type: ignore[arg-type]
 
 
-schema = ArtifactlogSchema(query=Query, mutation=Mutation, extensions=[ErrorCodes])
+def make_schema(settings: Settings) -> ArtifactlogSchema:
+    """The schema as one deployment serves it: its limits, and introspection on or off."""
+    extensions: list[Any] = [ErrorCodes, *graphql_limits(
+        max_depth=settings.graphql_max_depth, max_aliases=settings.graphql_max_aliases,
+        max_tokens=settings.graphql_max_tokens)]
+    if not settings.graphql_introspection:
+        extensions += [lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]),
+                       HideSuggestions]
+    return ArtifactlogSchema(query=Query, mutation=Mutation, subscription=Subscription,
+                             extensions=extensions)
+
+
+class HideSuggestions(SchemaExtension):
+    """With introspection off, "Did you mean ...?" hints would leak the schema."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is not None and result.errors:
+            for error in result.errors:
+                error.message = SUGGESTION.sub("", error.message)
+
+
+SUGGESTION = re.compile(r" ?Did you mean .*\?$")
+schema = make_schema(Settings())

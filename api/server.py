@@ -19,8 +19,10 @@ from api.app import create_app
 from api.context import Services
 from core.analytics_sql import ReadOnlySql
 from core.clickhouse import ClickHouse
+from core.comparison import DiffService
 from core.db import open_pool
 from core.eventlog_pg import PostgresEventStore
+from core.feed import EventFeed
 from core.history import HistoryQueries
 from core.history_pg import HistoryReader
 from core.jetstream import JetStreamPublisher, connect, ensure_stream
@@ -118,6 +120,8 @@ def build_services(pool: AsyncConnectionPool, js: JetStreamContext, settings: Se
                                read_wait_seconds=settings.read_wait_seconds),
         status=StatusQueries(list(projections.values()), pool, js, settings),
         rebuilder=Rebuilder(projections, store, settings),
+        diffs=DiffService(artifacts),
+        feed=EventFeed(store, js, settings),
         analytics=analytics)
 
 
@@ -141,7 +145,7 @@ async def serve(
         if with_projections:
             tasks += [asyncio.create_task(runtime.worker(name).run(stop), name=name)
                       for name in runtime.projections]
-        config = uvicorn.Config(create_app(runtime.services), host=settings.host,
+        config = uvicorn.Config(create_app(runtime.services, settings), host=settings.host,
                                 port=settings.port, log_level="warning", lifespan="off")
         server = ApiServer(config)
         server_task = asyncio.create_task(server.serve(), name="http")

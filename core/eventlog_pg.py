@@ -138,6 +138,13 @@ class PostgresEventStore:
         ).format(EVENT_COLUMNS)
         return await self._fetch(query, [position, limit])
 
+    async def count_after(self, position: int) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT count(*) FROM events WHERE position > %s",
+                                     (position,))
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
     async def head_position(self) -> int:
         async with self.pool.connection() as conn:
             cur = await conn.execute("SELECT coalesce(max(position), 0) FROM events")

@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Protocol
 
 from core.artifact import ArtifactState, Stage, VersionState
-from core.errors import Timeout, ValidationError
+from core.commands import VersionRef
+from core.errors import NotFound, Timeout, ValidationError
 from core.events import VersionKey
 from core.history_pg import ArtifactFilter, ArtifactSummary, HistoryReader, PromotionRecord
 from core.services import ArtifactService
@@ -149,6 +150,21 @@ class HistoryQueries:
 
     async def children(self, keys: list[VersionKey]) -> dict[VersionKey, list[VersionKey]]:
         return await self.reader.children(keys)
+
+    async def resolve(self, ref: VersionRef) -> VersionState:
+        """A version by reference, from the read model (the log for what it lacks)."""
+        view = await self.artifact(ref.namespace, ref.name)
+        found = None
+        if view is not None:
+            found = await (view.version(ref.number, ref.label)
+                           if ref.number is not None or ref.label is not None
+                           else view.latest())
+        if found is None:
+            state = await self.service.load(ref.namespace, ref.name)
+            if not state.exists:
+                raise NotFound(f"artifact {ref.namespace}/{ref.name} does not exist")
+            found = state.resolve(ref)
+        return found
 
     async def wait_for(self, namespace: str, name: str, min_position: int) -> None:
         """Return once the read model shows every event of this artifact up to

@@ -127,6 +127,27 @@ class HistoryReader:
                 VersionKey(r["child_namespace"], r["child_name"], r["child_number"]))
         return found
 
+    async def lineage(self, root: VersionKey, *, upstream: bool, depth: int
+                      ) -> list[tuple[VersionKey, VersionKey]]:
+        """(parent, child) edges reachable from ``root`` within ``depth`` steps, walked by
+        one recursive query. Cycles cannot occur: a version's parents exist before it."""
+        near, far = ("child", "parent") if upstream else ("parent", "child")
+        rows = await self._rows(sql.SQL(
+            "WITH RECURSIVE walk AS ("
+            " SELECT l.*, 1 AS depth FROM vh_lineage l WHERE (l.{near}_namespace,"
+            " l.{near}_name, l.{near}_number) = (%s, %s, %s)"
+            " UNION"
+            " SELECT l.*, w.depth + 1 FROM vh_lineage l JOIN walk w ON"
+            " (l.{near}_namespace, l.{near}_name, l.{near}_number) ="
+            " (w.{far}_namespace, w.{far}_name, w.{far}_number) WHERE w.depth < %s)"
+            " SELECT DISTINCT parent_namespace, parent_name, parent_number, child_namespace,"
+            " child_name, child_number FROM walk ORDER BY 1, 2, 3, 4, 5, 6").format(
+                near=sql.SQL(near), far=sql.SQL(far)),
+            (root.namespace, root.name, root.number, depth))
+        return [(VersionKey(r["parent_namespace"], r["parent_name"], r["parent_number"]),
+                 VersionKey(r["child_namespace"], r["child_name"], r["child_number"]))
+                for r in rows]
+
     async def promotions(self, namespace: str, name: str) -> list[PromotionRecord]:
         rows = await self._rows(
             sql.SQL("SELECT namespace, name, number, previous, reason, actor, at, position"

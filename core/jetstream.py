@@ -126,3 +126,29 @@ class JetStreamPublisher:
         # An ack that never comes (server down mid-batch) must fail the batch, not hang it.
         await asyncio.wait_for(asyncio.gather(*futures), timeout=self.ack_timeout)
         self.last_event_id = previous
+
+
+async def first_sequence_after(js: JetStreamContext, stream: str, position: int) -> int | None:
+    """The stream sequence of the first event after ``position`` (None: from the start).
+
+    The relay publishes in position order, so positions rise with sequence numbers and a
+    binary search over the stream finds the spot in O(log n) lookups.
+    """
+    if position <= 0:
+        return None
+    info = await js.stream_info(stream)
+    low, high = info.state.first_seq, info.state.last_seq
+    if info.state.messages == 0 or await _position_at(js, stream, high) <= position:
+        return high + 1 if info.state.messages else None
+    while low < high:
+        middle = (low + high) // 2
+        if await _position_at(js, stream, middle) <= position:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+async def _position_at(js: JetStreamContext, stream: str, seq: int) -> int:
+    msg = await js.get_msg(stream, seq, next=True)
+    return int((msg.headers or {})[POSITION_HEADER])

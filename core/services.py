@@ -3,6 +3,7 @@ goes through here, so validation, idempotency and limits are the same everywhere
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
@@ -35,6 +36,9 @@ from core.ports import AppendBatch, EventStore, IdempotencyClaim
 MAX_METADATA_BYTES = 256 * 1024
 # Without expectedVersion a lost race is retried by deciding again on the fresh state.
 MAX_ATTEMPTS = 8
+# Each replay step carries the whole folded state, so the answer grows with the square of
+# the history; past this, ask for a slice.
+MAX_REPLAY_STEPS = 2000
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,26 @@ class ArtifactService:
         events = await self.store.load_stream(namespace, name, to_position=to_position,
                                               to_time=to_time)
         return fold(namespace, name, events)
+
+    async def replay(self, namespace: str, name: str, *, to_version: int | None = None,
+                     to_position: int | None = None
+                     ) -> list[tuple[RecordedEvent, ArtifactState]]:
+        """Each event of the artifact with a snapshot of the state folded after it."""
+        events = await self.store.load_stream(namespace, name, to_position=to_position)
+        state, steps = ArtifactState(namespace, name), []
+        for event in events:
+            number = event.payload.get("number")
+            if to_version is not None and event.type == "VersionIngested" and (
+                    isinstance(number, int) and number > to_version):
+                break
+            if len(steps) == MAX_REPLAY_STEPS:
+                raise LimitExceeded(f"replay is limited to {MAX_REPLAY_STEPS} events; narrow it"
+                                    " with toVersion or toPosition")
+            state.apply(event)
+            steps.append((event, copy.deepcopy(state)))
+        if not steps:
+            raise NotFound(f"artifact {namespace}/{name} has no events to replay")
+        return steps
 
     async def load_existing(self, namespace: str, name: str) -> ArtifactState:
         state = await self.load(namespace, name)

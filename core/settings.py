@@ -31,6 +31,11 @@ ENVIRONMENT: dict[str, str] = {
     "ARTIFACTLOG_PROJECTION_BATCH_SIZE": "projection_batch_size",
     "ARTIFACTLOG_PROJECTION_MAX_WAIT_SECONDS": "projection_max_wait_seconds",
     "ARTIFACTLOG_READ_WAIT_SECONDS": "read_wait_seconds",
+    "ARTIFACTLOG_GRAPHQL_INTROSPECTION": "graphql_introspection",
+    "ARTIFACTLOG_GRAPHQL_MAX_DEPTH": "graphql_max_depth",
+    "ARTIFACTLOG_GRAPHQL_MAX_ALIASES": "graphql_max_aliases",
+    "ARTIFACTLOG_GRAPHQL_MAX_TOKENS": "graphql_max_tokens",
+    "ARTIFACTLOG_MAX_BODY_BYTES": "max_body_bytes",
     "ARTIFACTLOG_LOG_LEVEL": "log_level",
 }
 
@@ -56,6 +61,12 @@ class Settings:
     projection_max_wait_seconds: float = 0.05
     # How long a read with minPosition waits for the projections before answering TIMEOUT.
     read_wait_seconds: float = 5.0
+    graphql_introspection: bool = True
+    graphql_max_depth: int = 15
+    graphql_max_aliases: int = 50
+    graphql_max_tokens: int = 10_000
+    # Room for the largest content as base64 inside a JSON request, plus metadata.
+    max_body_bytes: int = 24 * 1024 * 1024
     log_level: str = "INFO"
 
     @classmethod
@@ -90,6 +101,10 @@ class Settings:
 def _convert(var: str, raw: str, annotation: object) -> object:
     text = str(annotation)
     try:
+        if text.startswith("bool"):
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes", "on")
         if "Path" in text:
             return Path(raw).expanduser()
         if text.startswith("int"):

@@ -29,7 +29,7 @@ from nats.js.errors import Error as JetStreamError
 from nats.js.errors import NotFoundError
 
 from core.events import RecordedEvent
-from core.jetstream import POSITION_HEADER, partition_subject
+from core.jetstream import POSITION_HEADER, first_sequence_after, partition_subject
 from core.settings import Settings
 from projections.base import Projection
 from projections.leases import PartitionLeases
@@ -215,29 +215,3 @@ class ProjectionWorker:
             event_id=headers.get("Nats-Msg-Id") or f"seq:{msg.metadata.sequence.stream}",
             position=int(headers.get(POSITION_HEADER) or 0), namespace=None, name=None,
             error=error, message=msg.data.decode("utf-8", "replace"))
-
-
-async def first_sequence_after(js: JetStreamContext, stream: str, position: int) -> int | None:
-    """The stream sequence of the first event after ``position`` (None: from the start).
-
-    The relay publishes in position order, so positions rise with sequence numbers and a
-    binary search over the stream finds the spot in O(log n) lookups.
-    """
-    if position <= 0:
-        return None
-    info = await js.stream_info(stream)
-    low, high = info.state.first_seq, info.state.last_seq
-    if info.state.messages == 0 or await _position_at(js, stream, high) <= position:
-        return high + 1 if info.state.messages else None
-    while low < high:
-        middle = (low + high) // 2
-        if await _position_at(js, stream, middle) <= position:
-            low = middle + 1
-        else:
-            high = middle
-    return low
-
-
-async def _position_at(js: JetStreamContext, stream: str, seq: int) -> int:
-    msg = await js.get_msg(stream, seq, next=True)
-    return int((msg.headers or {})[POSITION_HEADER])

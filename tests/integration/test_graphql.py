@@ -36,10 +36,10 @@ async def gql(store: PostgresEventStore, settings: Settings, workers: None
               ) -> AsyncIterator[Any]:
     assert settings.nats_url
     nc = await connect(settings.nats_url, name="test")
-    services = build_services(store.pool, nc.jetstream(),
-                              settings.with_overrides(max_content_bytes=1024),
+    limited = settings.with_overrides(max_content_bytes=1024)
+    services = build_services(store.pool, nc.jetstream(), limited,
                               {"version_history": VersionHistoryProjection(store.pool)})
-    app = create_app(services)
+    app = create_app(services, limited)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://test") as http:
         async def execute(query: str, **variables: Any) -> dict[str, Any]:
