@@ -13,23 +13,48 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.types.unset import UNSET, UnsetType
 
+from api.auth import TokenAuth
 from api.context import Context, Services
 from api.limits import BodyLimit
 from api.schema import make_schema
-from core.errors import ArtifactlogError, LimitExceeded, Unavailable, ValidationError
+from core.auth import Scope, TokenService
+from core.errors import (
+    ArtifactlogError,
+    Forbidden,
+    LimitExceeded,
+    Unavailable,
+    ValidationError,
+)
 from core.settings import Settings
 
 MAX_SQL_BODY = 256 * 1024
 
 
 class ArtifactlogGraphQL(GraphQL):
-    def __init__(self, services: Services, settings: Settings) -> None:
+    def __init__(self, services: Services, settings: Settings, tokens: TokenService) -> None:
         super().__init__(make_schema(settings), graphql_ide="graphiql")
         self.services = services
+        self.tokens = tokens
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
-        return Context(services=self.services)
+        return Context(services=self.services,
+                       principal=getattr(request.state, "principal", None))
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Websockets authenticate in connection_init: {"token": "al_..."} (browsers cannot
+        set headers on a websocket)."""
+        params = context.connection_params or {}
+        token = params.get("token") or str(params.get("Authorization", "")).removeprefix(
+            "Bearer ").strip() or None
+        try:
+            context.principal = await self.tokens.authenticate(
+                token if isinstance(token, str) else None)
+        except ArtifactlogError as exc:
+            raise ConnectionRejectionError({"code": exc.code, "message": exc.message}) from exc
+        return UNSET
 
 
 def error_response(error: ArtifactlogError) -> JSONResponse:
@@ -37,9 +62,10 @@ def error_response(error: ArtifactlogError) -> JSONResponse:
                         status_code=error.http_status)
 
 
-def create_app(services: Services, settings: Settings) -> ASGIApp:
-    """The HTTP application around the application services."""
-    graphql = ArtifactlogGraphQL(services, settings)
+def create_app(services: Services, settings: Settings, tokens: TokenService) -> ASGIApp:
+    """The HTTP application around the application services; every request but the public
+    ones carries an API token."""
+    graphql = ArtifactlogGraphQL(services, settings, tokens)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -47,6 +73,11 @@ def create_app(services: Services, settings: Settings) -> ASGIApp:
     async def sql(request: Request) -> JSONResponse:
         """POST a query as text/plain, or as JSON {"sql": "..."}; answers columns, types, rows."""
         try:
+            context = Context(services=services,
+                              principal=getattr(request.state, "principal", None))
+            context.require(Scope.READ)
+            if context.principal and context.principal.namespaces is not None:
+                raise Forbidden("a token limited to namespaces cannot run SQL over all of them")
             query = await sql_from(request)
             if services.analytics is None:
                 raise Unavailable("this process does not serve analytics")
@@ -62,7 +93,7 @@ def create_app(services: Services, settings: Settings) -> ASGIApp:
         WebSocketRoute("/graphql", graphql),
         Route("/sql", sql, methods=["POST"]),
     ])
-    return BodyLimit(app, settings.max_body_bytes)
+    return BodyLimit(TokenAuth(app, tokens), settings.max_body_bytes)
 
 
 async def sql_from(request: Request) -> str:

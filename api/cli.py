@@ -109,6 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sql.set_defaults(handler=cmd_sql)
 
+    token = sub.add_parser("token", help="create, revoke and list API tokens")
+    token_sub = token.add_subparsers(required=True, metavar="ACTION")
+    create = token_sub.add_parser("create", help="create a token and print it once")
+    create.add_argument("name", help="the token's name: the actor shown in events")
+    create.add_argument("--scope", action="append", required=True,
+                        choices=["read", "write", "promote", "admin"], help="repeatable")
+    create.add_argument("--namespace", action="append", help="limit to namespaces (repeatable)")
+    create.set_defaults(handler=cmd_token_create)
+    revoke = token_sub.add_parser("revoke", help="revoke a token at once")
+    revoke.add_argument("name")
+    revoke.set_defaults(handler=cmd_token_revoke)
+    token_sub.add_parser("list", help="list tokens (never their secrets)").set_defaults(
+        handler=cmd_token_list)
+
     schema = sub.add_parser("schema", help="print the GraphQL schema (SDL)")
     schema.set_defaults(handler=cmd_schema)
     return parser
@@ -127,12 +141,18 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     url = f"http://{settings.host}:{settings.port}"
 
     async def ready(runtime: Any) -> None:
+        from core.auth import TokenService
+
         if args.demo:
             from api.demo import load_demo
             await load_demo(runtime.service)
+        token = await ensure_local_admin_token(TokenService(runtime.pool), settings.home)
         write_state(settings.home, api_url=url, pid=os.getpid())
         print(f"artifactlog ready in {time.monotonic() - started:.1f}s: GraphQL at {url}/graphql"
               f" (data in {settings.home})", flush=True)
+        if token:
+            print(f"created the local admin token (shown once; the CLI reads it from "
+                  f"{settings.home / 'state.json'}):\n  {token}", flush=True)
 
     with Stack(settings) as resolved:
         try:
@@ -140,6 +160,22 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             write_state(settings.home, api_url=None, pid=None)
     return 0
+
+
+async def ensure_local_admin_token(tokens: Any, home: Path) -> str | None:
+    """On first start, an admin token for the local CLI; kept in state.json (mode 0600)."""
+    saved = read_state(home).get("token")
+    if saved:
+        try:
+            await tokens.authenticate(saved)
+            return None
+        except ArtifactlogError:
+            pass  # revoked or from an older data directory: make a new one
+    taken = {info.name for info in await tokens.list()}
+    name = next(n for n in ("admin", *(f"admin-{i}" for i in range(2, 10_000))) if n not in taken)
+    token, _ = await tokens.create(name, ["admin"])
+    write_state(home, token=token)
+    return str(token)
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -269,6 +305,55 @@ def print_table(columns: list[str], rows: list[list[Any]]) -> None:
     print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
 
 
+def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
+    token, info = asyncio.run(with_tokens(settings, lambda tokens: tokens.create(
+        args.name, args.scope, args.namespace)))
+    limits = f" in namespaces {', '.join(sorted(info.namespaces))}" if info.namespaces else ""
+    print(f"token {info.name} ({', '.join(sorted(info.scopes))}{limits}); shown once:")
+    print(token)
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    asyncio.run(with_tokens(settings, lambda tokens: tokens.revoke(args.name)))
+    print(f"token {args.name} revoked")
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
+    for info in asyncio.run(with_tokens(settings, lambda tokens: tokens.list())):
+        state = f"revoked {info.revoked_at:%Y-%m-%d}" if info.revoked_at else "active"
+        namespaces = ",".join(sorted(info.namespaces)) if info.namespaces else "*"
+        print(f"{info.name:<20} {info.prefix:<12} {','.join(sorted(info.scopes)):<24} "
+              f"{namespaces:<20} {state}")
+    return 0
+
+
+async def with_tokens(settings: Settings, action: Any) -> Any:
+    """Token administration talks to Postgres directly: DATABASE_URL, or the embedded server
+    of a running `artifactlog up`."""
+    from core.auth import TokenService
+    from core.db import open_pool
+
+    pool = await open_pool(database_url_for_cli(settings), max_size=2)
+    try:
+        return await action(TokenService(pool))
+    finally:
+        await pool.close()
+
+
+def database_url_for_cli(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    port = read_state(settings.home).get("postgres_port")
+    if not port or not read_state(settings.home).get("api_url"):
+        raise ValidationError("set DATABASE_URL, or start the embedded system with "
+                              "`artifactlog up` first")
+    from core.runtime import DATABASE
+
+    return f"postgresql://postgres@127.0.0.1:{port}/{DATABASE}"
+
+
 def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
     from api.schema import schema
 
@@ -281,7 +366,8 @@ def client(settings: Settings) -> GraphQLClient:
     if not url:
         raise ValidationError("no running artifactlog found: start it with `artifactlog up` "
                               "or set ARTIFACTLOG_URL")
-    return GraphQLClient(url)
+    token = os.environ.get("ARTIFACTLOG_TOKEN") or read_state(settings.home).get("token")
+    return GraphQLClient(url, token=token)
 
 
 def split_artifact(text: str) -> tuple[str, str]:

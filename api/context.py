@@ -10,7 +10,9 @@ from strawberry.dataloader import DataLoader
 
 from core.analytics_sql import ReadOnlySql
 from core.artifact import VersionState
+from core.auth import Principal, Scope
 from core.comparison import DiffService
+from core.errors import Unauthenticated
 from core.events import VersionKey
 from core.feed import EventFeed
 from core.history import HistoryQueries
@@ -35,7 +37,8 @@ class Services:
 @dataclass
 class Context:
     services: Services
-    actor: str | None = None
+    principal: Principal | None = None
+    connection_params: dict[str, object] | None = None
     versions: DataLoader[VersionKey, VersionState | None] = field(init=False)
     children: DataLoader[VersionKey, list[VersionKey]] = field(init=False)
 
@@ -43,12 +46,13 @@ class Context:
         history = self.services.history
 
         async def load_versions(keys: list[VersionKey]) -> list[VersionState | None]:
-            found = await history.versions_by_key(keys)
+            # Versions in namespaces this token may not read are simply not there for it.
+            found = await history.versions_by_key([k for k in keys if self.may_read(k)])
             return [found.get(k) for k in keys]
 
         async def load_children(keys: list[VersionKey]) -> list[list[VersionKey]]:
             found = await history.children(keys)
-            return [found.get(k, []) for k in keys]
+            return [[c for c in found.get(k, []) if self.may_read(c)] for k in keys]
 
         self.versions = DataLoader(load_fn=load_versions)
         self.children = DataLoader(load_fn=load_children)
@@ -56,6 +60,20 @@ class Context:
     @property
     def service(self) -> ArtifactService:
         return self.services.artifacts
+
+    @property
+    def actor(self) -> str | None:
+        return self.principal.name if self.principal else None
+
+    def require(self, scope: Scope, namespace: str | None = None) -> Principal:
+        """The caller, if allowed ``scope`` (in ``namespace``); else UNAUTHENTICATED/FORBIDDEN."""
+        if self.principal is None:
+            raise Unauthenticated("an API token is required (Authorization: Bearer ...)")
+        self.principal.require(scope, namespace)
+        return self.principal
+
+    def may_read(self, key: VersionKey) -> bool:
+        return self.principal is not None and self.principal.can_read(key.namespace)
 
 
 Info = strawberry.Info[Context, None]

@@ -44,8 +44,15 @@ from api.types_log import (
     ReplayStep,
     replay_state,
 )
+from core.auth import Scope
 from core.commands import IngestVersion, PromoteVersion, WithdrawVersion
-from core.errors import ArtifactlogError, LimitExceeded, Unavailable, ValidationError
+from core.errors import (
+    ArtifactlogError,
+    Forbidden,
+    LimitExceeded,
+    Unavailable,
+    ValidationError,
+)
 from core.history_pg import ArtifactFilter
 from core.settings import Settings
 
@@ -97,6 +104,7 @@ class Query:
         self, info: Info, namespace: str, name: str, as_of: datetime | None = None,
         at_position: int | None = None, min_position: int | None = None,
     ) -> Artifact | None:
+        info.context.require(Scope.READ, namespace)
         view = await info.context.services.history.artifact(
             namespace, name, as_of=as_of, at_position=at_position, min_position=min_position)
         return Artifact(view=view) if view else None
@@ -109,10 +117,11 @@ class Query:
     ) -> ArtifactConnection:
         if metadata is not None and not isinstance(metadata, dict):
             raise ValidationError("metadata must be a JSON object to match against")
+        principal = info.context.require(Scope.READ, namespace)
         size = page_size(first)
         cursor = decode_cursor("artifact", after)
         where = ArtifactFilter(namespace, kind, stage.to_domain() if stage else None,
-                               name_prefix, metadata)
+                               name_prefix, metadata, principal.namespaces)
         found, total = await info.context.services.history.artifacts(
             where, after=tuple(cursor) if cursor else None, limit=size + 1)
         edges = [ArtifactEdge(node=Artifact(view=a),
@@ -126,20 +135,23 @@ class Query:
     @strawberry.field(description="Events of the log in position order.")
     async def events(self, info: Info, after_position: int | None = None,
                      first: int | None = None) -> EventConnection:
+        principal = info.context.require(Scope.READ)
         size = page_size(first)
         start = after_position or 0
         store = info.context.services.artifacts.store
-        found = await store.read_after(start, size + 1)
+        found = await store.read_after(start, size + 1, namespaces=principal.namespaces)
         edges = [EventEdge(node=Event(record=e), cursor=encode_cursor("event", e.position))
                  for e in found[:size]]
         return EventConnection(
-            edges=edges, total_count=await store.count_after(start),
+            edges=edges,
+            total_count=await store.count_after(start, namespaces=principal.namespaces),
             page_info=PageInfo(has_next_page=len(found) > size,
                                end_cursor=edges[-1].cursor if edges else None))
 
     @strawberry.field(description="Each event of an artifact with its folded state after it.")
     async def replay(self, info: Info, namespace: str, name: str, to_version: int | None = None,
                      to_position: int | None = None) -> list[ReplayStep]:
+        info.context.require(Scope.READ, namespace)
         steps = await info.context.services.artifacts.replay(
             namespace, name, to_version=to_version, to_position=to_position)
         return [ReplayStep(event=Event(record=event), state=replay_state(state))
@@ -151,6 +163,7 @@ class Query:
         walk = depth if depth is not None else DEFAULT_LINEAGE_DEPTH
         if not 0 <= walk <= MAX_LINEAGE_DEPTH:
             raise LimitExceeded(f"depth must be between 0 and {MAX_LINEAGE_DEPTH}")
+        info.context.require(Scope.READ, ref.namespace)
         history = info.context.services.history
         root = await history.resolve(ref.to_ref())
         edges = await history.reader.lineage(
@@ -168,11 +181,16 @@ class Query:
     async def diff(self, info: Info,
                    from_: Annotated[VersionRefInput, strawberry.argument(name="from")],
                    to: VersionRefInput, key: list[str] | None = None) -> Diff:
+        info.context.require(Scope.READ, from_.namespace)
+        info.context.require(Scope.READ, to.namespace)
         comparison = await info.context.services.diffs.diff(from_.to_ref(), to.to_ref(), key)
         return Diff(comparison=comparison)
 
     @strawberry.field(description="Read-only ClickHouse SQL over the analytics tables.")
     async def analytics(self, info: Info, sql: str) -> AnalyticsResult:
+        principal = info.context.require(Scope.READ)
+        if principal.namespaces is not None:
+            raise Forbidden("a token limited to namespaces cannot run SQL over all of them")
         engine = info.context.services.analytics
         if engine is None:
             raise Unavailable("this process does not serve analytics; ask the API server")
@@ -181,6 +199,7 @@ class Query:
 
     @strawberry.field(description="The log head and each projection's position and lag.")
     async def status(self, info: Info) -> SystemStatus:
+        info.context.require(Scope.READ)
         services = info.context.services
         found = await services.status.projections_status()
         head = await services.artifacts.store.head_position()
@@ -195,12 +214,16 @@ class Mutation:
     async def rebuild_projection(
         self, info: Info, name: str, from_position: int | None = None
     ) -> RebuildResult:
+        info.context.require(Scope.ADMIN)
         result = await info.context.services.rebuilder.rebuild(name, from_position)
         return RebuildResult(projection=result.projection, events=result.events,
                              seconds=result.seconds)
 
     @strawberry.mutation
     async def ingest(self, info: Info, input: IngestInput) -> IngestResult:
+        info.context.require(Scope.WRITE, input.namespace)
+        for parent in input.parents or ():
+            info.context.require(Scope.READ, parent.namespace)
         result = await info.context.service.ingest(input.to_command(info.context.actor))
         return IngestResult(version=ArtifactVersion(state=result.version),
                             created=result.created, position=result.position)
@@ -209,6 +232,7 @@ class Mutation:
     async def promote(
         self, info: Info, ref: VersionRefInput, reason: str | None = None
     ) -> PromoteResult:
+        info.context.require(Scope.PROMOTE, ref.namespace)
         result = await info.context.service.promote(
             PromoteVersion(ref.to_ref(), reason, info.context.actor))
         previous = ArtifactVersion(state=result.previous) if result.previous else None
@@ -219,6 +243,7 @@ class Mutation:
     async def withdraw(
         self, info: Info, ref: VersionRefInput, reason: str | None = None
     ) -> WithdrawResult:
+        info.context.require(Scope.PROMOTE, ref.namespace)
         result = await info.context.service.withdraw(
             WithdrawVersion(ref.to_ref(), reason, info.context.actor))
         return WithdrawResult(version=ArtifactVersion(state=result.version),
@@ -230,8 +255,10 @@ class Subscription:
     @strawberry.subscription(description="Catch up from a position, then follow live events.")
     async def events(self, info: Info, after_position: int | None = None,
                      namespace: str | None = None) -> AsyncGenerator[Event, None]:
+        principal = info.context.require(Scope.READ, namespace)
         async for event in info.context.services.feed.follow(after_position or 0, namespace):
-            yield Event(record=event)
+            if principal.can_read(event.namespace):
+                yield Event(record=event)
 
 
 class ErrorCodes(SchemaExtension):

@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from api.app import create_app
 from api.context import Services
 from core.analytics_sql import ReadOnlySql
+from core.auth import TokenService
 from core.clickhouse import ClickHouse
 from core.comparison import DiffService
 from core.db import open_pool
@@ -145,8 +146,9 @@ async def serve(
         if with_projections:
             tasks += [asyncio.create_task(runtime.worker(name).run(stop), name=name)
                       for name in runtime.projections]
-        config = uvicorn.Config(create_app(runtime.services, settings), host=settings.host,
-                                port=settings.port, log_level="warning", lifespan="off")
+        app = create_app(runtime.services, settings, TokenService(runtime.pool))
+        config = uvicorn.Config(app, host=settings.host, port=settings.port,
+                                log_level="warning", lifespan="off")
         server = ApiServer(config)
         server_task = asyncio.create_task(server.serve(), name="http")
         # uvicorn reports readiness only as a flag

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -132,16 +132,24 @@ class PostgresEventStore:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
-    async def read_after(self, position: int, limit: int) -> list[RecordedEvent]:
-        query = sql.SQL(
-            "SELECT {} FROM events WHERE position > %s ORDER BY position LIMIT %s"
-        ).format(EVENT_COLUMNS)
-        return await self._fetch(query, [position, limit])
+    async def read_after(self, position: int, limit: int, *,
+                         namespaces: Collection[str] | None = None) -> list[RecordedEvent]:
+        query = sql.SQL("SELECT {} FROM events WHERE position > %s").format(EVENT_COLUMNS)
+        params: list[Any] = [position]
+        if namespaces is not None:
+            query += sql.SQL(" AND namespace = ANY(%s)")
+            params.append(sorted(namespaces))
+        return await self._fetch(query + sql.SQL(" ORDER BY position LIMIT %s"),
+                                 [*params, limit])
 
-    async def count_after(self, position: int) -> int:
+    async def count_after(self, position: int, *,
+                          namespaces: Collection[str] | None = None) -> int:
+        chosen = None if namespaces is None else sorted(namespaces)
         async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT count(*) FROM events WHERE position > %s",
-                                     (position,))
+            cur = await conn.execute(
+                "SELECT count(*) FROM events WHERE position > %s"
+                " AND (%s::text[] IS NULL OR namespace = ANY(%s::text[]))",
+                (position, chosen, chosen))
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 

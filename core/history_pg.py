@@ -54,6 +54,7 @@ class ArtifactFilter:
     stage: Stage | None = None
     name_prefix: str | None = None
     metadata: dict[str, Any] | None = None
+    readable: frozenset[str] | None = None  # namespaces the caller may see (None: all)
 
 
 class HistoryReader:
@@ -188,6 +189,9 @@ def _artifact_conditions(where: ArtifactFilter) -> tuple[sql.Composed, list[Any]
     if where.namespace is not None:
         parts.append(sql.SQL("a.namespace = %s"))
         params.append(where.namespace)
+    if where.readable is not None:
+        parts.append(sql.SQL("a.namespace = ANY(%s)"))
+        params.append(sorted(where.readable))
     if where.kind is not None:
         parts.append(sql.SQL("a.kind = %s"))
         params.append(where.kind)

@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from core.auth import TokenService
 from core.db import migrate, open_pool
 from core.eventlog_pg import PostgresEventStore
 from core.runtime import EmbeddedNats, EmbeddedPostgres, free_port
@@ -112,6 +113,14 @@ async def store(settings: Settings) -> AsyncIterator[PostgresEventStore]:
         yield PostgresEventStore(pool)
     finally:
         await pool.close()
+
+
+async def new_token(store: PostgresEventStore, *scopes: str,
+                    namespaces: list[str] | None = None) -> str:
+    """A fresh API token (its name is unique, as token names must be)."""
+    token, _ = await TokenService(store.pool).create(f"t-{uuid.uuid4().hex[:12]}",
+                                                     list(scopes), namespaces)
+    return token
 
 
 @pytest.fixture

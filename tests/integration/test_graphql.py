@@ -12,10 +12,12 @@ import pytest
 
 from api.app import create_app
 from api.server import build_services
+from core.auth import TokenService
 from core.eventlog_pg import PostgresEventStore
 from core.jetstream import connect
 from core.settings import Settings
 from projections.version_history import VersionHistoryProjection
+from tests.conftest import new_token
 
 pytestmark = pytest.mark.anyio
 
@@ -39,9 +41,10 @@ async def gql(store: PostgresEventStore, settings: Settings, workers: None
     limited = settings.with_overrides(max_content_bytes=1024)
     services = build_services(store.pool, nc.jetstream(), limited,
                               {"version_history": VersionHistoryProjection(store.pool)})
-    app = create_app(services, limited)
+    app = create_app(services, limited, TokenService(store.pool))
+    headers = {"Authorization": f"Bearer {await new_token(store, 'admin')}"}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://test") as http:
+                                 base_url="http://test", headers=headers) as http:
         async def execute(query: str, **variables: Any) -> dict[str, Any]:
             response = await http.post("/graphql", json={"query": query, "variables": variables})
             assert response.status_code == 200, response.text

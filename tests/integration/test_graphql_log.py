@@ -10,10 +10,12 @@ import pytest
 
 from api.app import create_app
 from api.server import build_services
+from core.auth import TokenService
 from core.eventlog_pg import PostgresEventStore
 from core.jetstream import connect
 from core.settings import Settings
 from projections.version_history import VersionHistoryProjection
+from tests.conftest import new_token
 
 pytestmark = pytest.mark.anyio
 
@@ -28,16 +30,20 @@ async def http(store: PostgresEventStore, settings: Settings, workers: None
         yield http
 
 
-def client_for(store: PostgresEventStore, settings: Settings) -> Any:
+def client_for(store: PostgresEventStore, settings: Settings, *scopes: str) -> Any:
+    """An HTTP client of the in-process app, with a token of ``scopes`` (default admin)."""
+    scopes = scopes or ("admin",)
+
     class Client:
         async def __aenter__(self) -> httpx.AsyncClient:
             assert settings.nats_url
             self.nc = await connect(settings.nats_url, name="test")
             services = build_services(store.pool, self.nc.jetstream(), settings,
                                       {"version_history": VersionHistoryProjection(store.pool)})
-            self.http = httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=create_app(services, settings)),
-                base_url="http://test")
+            app = create_app(services, settings, TokenService(store.pool))
+            headers = {"Authorization": f"Bearer {await new_token(store, *scopes)}"}
+            self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                          base_url="http://test", headers=headers)
             return self.http
 
         async def __aexit__(self, *exc: object) -> None:

@@ -1,0 +1,109 @@
+"""Bearer-token authentication for the HTTP application, as a pure ASGI middleware.
+
+The token is read from, first match wins:
+
+1. ``Authorization: Bearer <token>`` (the CLI, the Python client, GraphiQL's headers editor);
+2. the ``artifactlog_token`` cookie (a browser session).
+
+A valid token puts its ``core.auth.Principal`` in ``scope["state"]["principal"]``, which
+Starlette shows as ``request.state.principal``. A missing or invalid one gets 401 with
+``{"error": {"code": "UNAUTHENTICATED", "message": ...}}`` and ``WWW-Authenticate: Bearer``;
+a token database that is down gets 503 (a client must not drop a good token over it).
+
+What passes without a token, and with no principal in scope:
+
+- the public paths (health, readiness, metrics: probes carry no credentials);
+- ``GET /graphql`` asking for HTML with no ``query`` parameter: that is the GraphiQL page,
+  static HTML, and the queries it then sends carry the token. A GET that has a ``query``
+  executes it (strawberry serves queries over GET), so it is authenticated like any other;
+- websockets: browsers cannot set headers on a websocket, so GraphQL subscriptions
+  authenticate with the token in the ``connection_init`` payload, checked by the GraphQL
+  layer, not here;
+- lifespan events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import parse_qs
+
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from core.auth import TokenService
+from core.errors import ArtifactlogError, Unauthenticated
+
+COOKIE_NAME = "artifactlog_token"
+GRAPHQL_PATH = "/graphql"
+PUBLIC_PATHS = ("/healthz", "/metrics", "/readyz")
+
+
+class TokenAuth:
+    """Refuses HTTP requests without a valid API token, except the public ones (see module)."""
+
+    def __init__(
+        self, app: ASGIApp, tokens: TokenService, public_paths: Iterable[str] = PUBLIC_PATHS
+    ) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.public_paths = frozenset(public_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._is_public(scope):
+            await self.app(scope, receive, send)
+            return
+        token: str | None = None
+        try:
+            token = request_token(Headers(scope=scope))
+            principal = await self.tokens.authenticate(token)
+        except ArtifactlogError as exc:
+            await refusal(exc, token_sent=bool(token))(scope, receive, send)
+            return
+        # A new state dict: the server may share the one it passed in (lifespan state).
+        state = {**scope.get("state", {}), "principal": principal}
+        await self.app({**scope, "state": state}, receive, send)
+
+    def _is_public(self, scope: Scope) -> bool:
+        path = route_path(scope)
+        return path in self.public_paths or is_graphiql_page(scope, path)
+
+
+def request_token(headers: Headers) -> str | None:
+    """The token the request carries, None if it carries none."""
+    authorization = headers.get("authorization")
+    if authorization is not None:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+        return credentials.strip()
+    return cookie_parser(headers.get("cookie", "")).get(COOKIE_NAME)
+
+
+def is_graphiql_page(scope: Scope, path: str) -> bool:
+    """A browser loading GraphiQL: strawberry renders the page, and executes nothing, exactly
+    for a GET without ``query`` that accepts HTML."""
+    if scope["method"] != "GET" or path != GRAPHQL_PATH:
+        return False
+    params = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    return "query" not in params and "text/html" in Headers(scope=scope).get("accept", "")
+
+
+def route_path(scope: Scope) -> str:
+    """The path the app routes on: without the root path a proxy may mount us under."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):].startswith("/"):
+        return path[len(root):]
+    return path
+
+
+def refusal(error: ArtifactlogError, *, token_sent: bool) -> JSONResponse:
+    headers: dict[str, str] = {}
+    if isinstance(error, Unauthenticated):
+        # RFC 6750: name the error only when a token was presented.
+        challenge = 'Bearer realm="artifactlog"'
+        headers["WWW-Authenticate"] = challenge + (', error="invalid_token"' if token_sent else "")
+    return JSONResponse({"error": {"code": error.code, "message": error.message}},
+                        status_code=error.http_status, headers=headers)
