@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
@@ -17,6 +17,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UNSET, UnsetType
 
 from api.auth import TokenAuth
+from api.bulk import handle_bulk
 from api.context import Context, Services
 from api.limits import BodyLimit
 from api.schema import make_schema
@@ -87,13 +88,28 @@ def create_app(services: Services, settings: Settings, tokens: TokenService) -> 
         return JSONResponse({"columns": result.columns, "types": result.types,
                              "rows": result.rows})
 
+    async def bulk(request: Request) -> Response:
+        """NDJSON, one IngestInput per line; each line answered on its own (api/bulk.py)."""
+        context = Context(services=services,
+                          principal=getattr(request.state, "principal", None))
+        try:
+            principal = context.require(Scope.WRITE)
+        except ArtifactlogError as exc:
+            return error_response(exc)
+        return await handle_bulk(
+            request, services.artifacts, actor=principal.name,
+            check=lambda cmd: principal.require(Scope.WRITE, cmd.namespace))
+
     app = Starlette(routes=[
         Route("/healthz", healthz),
+        Route("/ingest/bulk", bulk, methods=["POST"]),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Route("/sql", sql, methods=["POST"]),
     ])
-    return BodyLimit(TokenAuth(app, tokens), settings.max_body_bytes)
+    # /ingest/bulk streams its body with limits of its own; buffering it would defeat that.
+    return BodyLimit(TokenAuth(app, tokens), settings.max_body_bytes,
+                     streaming_paths=("/ingest/bulk",))
 
 
 async def sql_from(request: Request) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import csv
 import json
 import logging
@@ -14,24 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from api.client import VERSION_FIELDS, GraphQLClient
+from artifactlog import Client
 from core.errors import ArtifactlogError, ValidationError
 from core.settings import Settings
 from core.stack import Stack, read_state, write_state
 
-INGEST = f"""mutation($input: IngestInput!) {{
-  ingest(input: $input) {{ created position version {{ {VERSION_FIELDS} }} }} }}"""
-PROMOTE = f"""mutation($ref: VersionRefInput!, $reason: String) {{
-  promote(ref: $ref, reason: $reason) {{ position version {{ {VERSION_FIELDS} }}
-    previous {{ number label }} }} }}"""
-STATUS = """query { status { headPosition
-  projections { name position lag lagSeconds parked } } }"""
 REBUILD = """mutation($name: String!, $from: Int) {
   rebuildProjection(name: $name, fromPosition: $from) { projection events seconds } }"""
-HISTORY = f"""query($ns: String!, $name: String!, $after: String) {{
-  artifact(namespace: $ns, name: $name) {{ kind production {{ number }}
-    versions(first: 1000, after: $after) {{ totalCount pageInfo {{ hasNextPage endCursor }}
-      edges {{ node {{ {VERSION_FIELDS} }} }} }} }} }}"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(handler=cmd_up)
 
     run = sub.add_parser("run", help="run one process role against configured servers")
-    run.add_argument("role", choices=["api", "relay", "projection"],
+    run.add_argument("role", choices=["api", "relay", "ingest", "projection"],
                      help="api: HTTP API only (applies migrations); relay: log -> JetStream;"
-                          " projection: one projection's worker (--name)")
+                          " ingest: the NATS ingest subject's worker; projection: one"
+                          " projection's worker (--name)")
     run.add_argument("--name", choices=["version_history", "analytics"],
                      help="which projection, for the projection role")
     run.add_argument("--host", help="HTTP address for the api role")
@@ -71,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", help="ingest a new version from a file or stdin")
     ingest.add_argument("artifact", metavar="NAMESPACE/NAME")
-    ingest.add_argument("file", nargs="?", default="-", help="file to ingest, or - for stdin")
+    ingest.add_argument("file", nargs="?", default="-",
+                        help="a file, a directory (one version per file), or - for stdin")
     ingest.add_argument("--kind")
     ingest.add_argument("--as", dest="content_as", choices=["auto", "json", "text", "bytes"],
                         default="auto", help="how to read the content (default: by content)")
@@ -184,8 +174,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     if not (settings.database_url and settings.nats_url):
         raise ValidationError("`artifactlog run` needs DATABASE_URL and NATS_URL")
-    if args.role == "relay":
-        asyncio.run(run_role(settings, "relay"))
+    if args.role in ("relay", "ingest"):
+        asyncio.run(run_role(settings, args.role))
         return 0
     if args.role == "projection":
         if not args.name:
@@ -195,78 +185,82 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings.with_overrides(host=args.host or settings.host,
                                        port=args.port or settings.port)
     migrate(settings.database_url)
-    asyncio.run(serve(settings, with_relay=False, with_projections=False))
+    asyncio.run(serve(settings, with_relay=False, with_projections=False,
+                      with_ingest_worker=False))
     return 0
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     namespace, name = split_artifact(args.artifact)
-    data = sys.stdin.buffer.read() if args.file == "-" else read_file(args.file)
-    payload: dict[str, Any] = {"namespace": namespace, "name": name, **content_fields(
-        data, args.content_as, args.file)}
-    for key, value in (("kind", args.kind), ("mediaType", args.media_type),
-                       ("producer", args.producer), ("idempotencyKey", args.idempotency_key),
-                       ("expectedVersion", args.expected_version)):
-        if value is not None:
-            payload[key] = value
-    if args.metadata:
-        payload["metadata"] = parse_json_option("--metadata", args.metadata)
-    payload["force"] = args.force
-    result = client(settings).execute(INGEST, {"input": payload})["ingest"]
-    version = result["version"]
-    state = "created" if result["created"] else "unchanged, existing"
-    print(f"{namespace}/{name}@{version['number']} ({version['label']}) {state}; "
-          f"digest {version['digest'][:12]} position {result['position']}")
+    metadata = parse_json_option("--metadata", args.metadata) if args.metadata else None
+    api = client(settings)
+    for label, data in ingest_sources(args.file):
+        fields = content_fields(data, args.content_as, label)
+        result = api.ingest(
+            namespace, name, content=fields.get("content"), text=fields.get("text"),
+            data=fields.get("data"), kind=args.kind, media_type=args.media_type,
+            metadata=metadata, producer=args.producer,
+            idempotency_key=args.idempotency_key, expected_version=args.expected_version,
+            force=args.force)
+        version = result.version
+        state = "created" if result.created else "unchanged, existing"
+        print(f"{namespace}/{name}@{version.number} ({version.label}) {state}; "
+              f"digest {version.digest[:12]} position {result.position}  <- {label}")
     return 0
+
+
+def ingest_sources(path: str) -> list[tuple[str, bytes]]:
+    """stdin, one file, or every file of a directory (sorted: one version per file)."""
+    if path == "-":
+        return [("stdin", sys.stdin.buffer.read())]
+    target = Path(path)
+    if target.is_dir():
+        files = sorted(f for f in target.rglob("*") if f.is_file())
+        if not files:
+            raise ValidationError(f"{path} holds no files")
+        return [(str(f), read_file(str(f))) for f in files]
+    return [(path, read_file(path))]
 
 
 def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
     namespace, name = split_artifact(args.artifact)
-    ref = {"namespace": namespace, "name": name, "number": args.number}
-    result = client(settings).execute(PROMOTE, {"ref": ref, "reason": args.reason})["promote"]
-    previous = result["previous"]
+    result = client(settings).promote(f"{namespace}/{name}@{args.number}", args.reason)
+    previous = result.previous
     print(f"{namespace}/{name}@{args.number} is now PRODUCTION"
-          + (f" (was @{previous['number']})" if previous else "")
-          + f"; position {result['position']}")
+          + (f" (was @{previous.number})" if previous else "")
+          + f"; position {result.position}")
     return 0
 
 
 def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     namespace, name = split_artifact(args.artifact)
-    api = client(settings)
-    versions: list[dict[str, Any]] = []
-    after = None
-    while True:
-        artifact = api.execute(HISTORY, {"ns": namespace, "name": name, "after": after})["artifact"]
-        if artifact is None:
-            print(f"error: artifact {namespace}/{name} does not exist [NOT_FOUND]",
-                  file=sys.stderr)
-            return 2
-        page = artifact["versions"]
-        versions += [edge["node"] for edge in page["edges"]]
-        if not page["pageInfo"]["hasNextPage"]:
-            break
-        after = page["pageInfo"]["endCursor"]
+    versions = client(settings).history(namespace, name)
     if args.json:
-        print(json.dumps(versions, indent=2))
+        print(json.dumps([{"number": v.number, "label": v.label, "stage": str(v.stage),
+                           "digest": v.digest, "size": v.size, "mediaType": v.media_type,
+                           "metadata": v.metadata, "producer": v.producer,
+                           "createdAt": v.created_at.isoformat(), "position": v.position}
+                          for v in versions], indent=2))
         return 0
     print(f"{'#':>5}  {'label':<10} {'stage':<11} {'digest':<12} {'size':>9}  created")
     for v in versions:
-        print(f"{v['number']:>5}  {v['label']:<10} {v['stage']:<11} {v['digest'][:12]:<12} "
-              f"{v['size']:>9}  {v['createdAt']}")
+        print(f"{v.number:>5}  {v.label:<10} {v.stage!s:<11} {v.digest[:12]:<12} "
+              f"{v.size:>9}  {v.created_at.isoformat()}")
     return 0
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    status = client(settings).execute(STATUS)["status"]
+    status = client(settings).status()
     if args.json:
-        print(json.dumps(status, indent=2))
+        print(json.dumps({"headPosition": status.head_position, "projections": [
+            {"name": p.name, "position": p.position, "lag": p.lag, "lagSeconds": p.lag_seconds,
+             "parked": p.parked} for p in status.projections]}, indent=2))
         return 0
-    print(f"log head: {status['headPosition']}")
+    print(f"log head: {status.head_position}")
     print(f"{'projection':<18} {'position':>10} {'lag':>8} {'lag s':>8} {'parked':>7}")
-    for p in status["projections"]:
-        seconds = "-" if p["lagSeconds"] is None else f"{p['lagSeconds']:.1f}"
-        print(f"{p['name']:<18} {p['position']:>10} {p['lag']:>8} {seconds:>8} {p['parked']:>7}")
+    for p in status.projections:
+        seconds = "-" if p.lag_seconds is None else f"{p.lag_seconds:.1f}"
+        print(f"{p.name:<18} {p.position:>10} {p.lag:>8} {seconds:>8} {p.parked:>7}")
     return 0
 
 
@@ -284,14 +278,13 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     query = sys.stdin.read() if args.query == "-" else args.query
     result = client(settings).sql(query)
     if args.format == "json":
-        print(json.dumps([dict(zip(result["columns"], row, strict=True))
-                          for row in result["rows"]], indent=2))
+        print(json.dumps(result.records(), indent=2))
     elif args.format == "csv":
         writer = csv.writer(sys.stdout)
-        writer.writerow(result["columns"])
-        writer.writerows(result["rows"])
+        writer.writerow(result.columns)
+        writer.writerows(result.rows)
     else:
-        print_table(result["columns"], result["rows"])
+        print_table(result.columns, result.rows)
     return 0
 
 
@@ -361,13 +354,13 @@ def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def client(settings: Settings) -> GraphQLClient:
+def client(settings: Settings) -> Client:
     url = os.environ.get("ARTIFACTLOG_URL") or read_state(settings.home).get("api_url")
     if not url:
         raise ValidationError("no running artifactlog found: start it with `artifactlog up` "
                               "or set ARTIFACTLOG_URL")
     token = os.environ.get("ARTIFACTLOG_TOKEN") or read_state(settings.home).get("token")
-    return GraphQLClient(url, token=token)
+    return Client(url, token)
 
 
 def split_artifact(text: str) -> tuple[str, str]:
@@ -401,7 +394,7 @@ def content_fields(data: bytes, content_as: str, filename: str) -> dict[str, Any
         except UnicodeDecodeError:
             if content_as == "text":
                 raise ValidationError(f"{filename} is not UTF-8 text") from None
-    return {"contentBase64": base64.b64encode(data).decode()}
+    return {"data": data}
 
 
 if __name__ == "__main__":

@@ -28,12 +28,14 @@ class BodyLimit:
     """Refuses request bodies over ``max_bytes`` with 413 before the app sees them, whether
     the client announced the size (Content-Length) or streams it chunked."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, *,
+                 streaming_paths: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.streaming_paths = streaming_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("path") in self.streaming_paths:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])

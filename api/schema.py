@@ -45,6 +45,7 @@ from api.types_log import (
     replay_state,
 )
 from core.auth import Scope
+from core.batch import IngestOutcome
 from core.commands import IngestVersion, PromoteVersion, WithdrawVersion
 from core.errors import (
     ArtifactlogError,
@@ -94,6 +95,29 @@ class IngestInput:
             producer=self.producer, idempotency_key=self.idempotency_key,
             expected_version=self.expected_version, force=bool(self.force), actor=actor,
         )
+
+
+@strawberry.type
+class BatchError:
+    code: str
+    message: str
+
+
+@strawberry.type
+class IngestBatchItem:
+    index: int
+    result: IngestResult | None
+    error: BatchError | None
+
+    @classmethod
+    def of(cls, outcome: IngestOutcome) -> IngestBatchItem:
+        if outcome.error is not None:
+            return cls(index=outcome.index, result=None,
+                       error=BatchError(code=outcome.error.code, message=outcome.error.message))
+        assert outcome.result is not None
+        return cls(index=outcome.index, error=None, result=IngestResult(
+            version=ArtifactVersion(state=outcome.result.version),
+            created=outcome.result.created, position=outcome.result.position))
 
 
 @strawberry.type
@@ -227,6 +251,17 @@ class Mutation:
         result = await info.context.service.ingest(input.to_command(info.context.actor))
         return IngestResult(version=ArtifactVersion(state=result.version),
                             created=result.created, position=result.position)
+
+    @strawberry.mutation(description="Several versions, across artifacts; atomic: all or none.")
+    async def ingest_batch(self, info: Info, inputs: list[IngestInput],
+                           atomic: bool = True) -> list[IngestBatchItem]:
+        for item in inputs:
+            info.context.require(Scope.WRITE, item.namespace)
+            for parent in item.parents or ():
+                info.context.require(Scope.READ, parent.namespace)
+        outcomes = await info.context.service.ingest_many(
+            [i.to_command(info.context.actor) for i in inputs], atomic=atomic)
+        return [IngestBatchItem.of(o) for o in outcomes]
 
     @strawberry.mutation
     async def promote(

@@ -26,6 +26,7 @@ from core.eventlog_pg import PostgresEventStore
 from core.feed import EventFeed
 from core.history import HistoryQueries
 from core.history_pg import HistoryReader
+from core.ingest_nats import NatsIngestWorker
 from core.jetstream import JetStreamPublisher, connect, ensure_stream
 from core.relay import Relay
 from core.services import ArtifactService
@@ -134,6 +135,7 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 async def serve(
     settings: Settings, *, with_relay: bool = True, with_projections: bool = True,
+    with_ingest_worker: bool = True,
     on_ready: Callable[[Runtime], Awaitable[None]] | None = None,
 ) -> None:
     """Serve the API (and run the relay and projections) until SIGINT or SIGTERM."""
@@ -146,6 +148,9 @@ async def serve(
         if with_projections:
             tasks += [asyncio.create_task(runtime.worker(name).run(stop), name=name)
                       for name in runtime.projections]
+        if with_ingest_worker:
+            tasks.append(asyncio.create_task(
+                NatsIngestWorker(runtime.nats, runtime.service).run(stop), name="nats-ingest"))
         app = create_app(runtime.services, settings, TokenService(runtime.pool))
         config = uvicorn.Config(app, host=settings.host, port=settings.port,
                                 log_level="warning", lifespan="off")
@@ -166,11 +171,14 @@ async def serve(
 
 
 async def run_role(settings: Settings, role: str) -> None:
-    """One background role as its own process: ``relay`` or ``projection:NAME``."""
+    """One background role as its own process: ``relay``, ``ingest`` (the NATS ingest
+    subject's worker) or ``projection:NAME``."""
     stop = asyncio.Event()
     stop_on_signals(stop)
     async with open_runtime(settings, role=role.replace(":", "-")) as runtime:
         if role == "relay":
             await runtime.relay().run(stop)
+        elif role == "ingest":
+            await NatsIngestWorker(runtime.nats, runtime.service).run(stop)
         else:
             await runtime.worker(role.removeprefix("projection:")).run(stop)

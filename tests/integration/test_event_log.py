@@ -49,7 +49,7 @@ async def test_ingest_promote_withdraw_round_trip(service: ArtifactService, name
     assert promoted.previous is None
     again = await service.promote(PromoteVersion(VersionRef(names, "sales", 2), "better"))
     assert again.previous is not None
-    assert again.previous.number == 1
+    assert (again.previous.number, again.previous.stage) == (1, Stage.SUPERSEDED)
     withdrawn = await service.withdraw(WithdrawVersion(VersionRef(names, "sales", 1)))
     state = await service.load(names, "sales")
     assert [v.stage for v in state.versions] == [Stage.WITHDRAWN, Stage.PRODUCTION]

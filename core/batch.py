@@ -1,0 +1,300 @@
+"""Ingesting versions, one or many: the one decision path behind ``ArtifactService.ingest`` and
+``ArtifactService.ingest_many``, so validation, limits and error messages cannot drift apart.
+
+Meaning. A batch means what ingesting its commands one after another, in order, would mean.
+Each command is decided against the stored state *plus* what earlier commands of the batch
+decided: versions of one artifact get consecutive numbers; a parent reference (by number,
+label, or latest) may name a version an earlier command of the batch creates; ``latest`` and
+``expectedVersion`` count the batch's earlier versions; identical content dedupes against
+them; an idempotency key used twice returns the first command's result (``created=False``).
+A reference to a version that only a *later* command creates does not resolve, exactly as
+when ingesting one by one: list parents before their children.
+
+Writing. ``atomic``: the whole batch is one AppendBatch, so one transaction; the first
+refusal in command order refuses the batch and nothing is written. Bulk: commands are decided
+in groups of BULK_GROUP_SIZE and each group's accepted commands become one AppendBatch (one
+transaction and one turn of the append lock per group, which is the throughput win); a refused
+command gets its own error and no other command is affected. Either way a lost race (another
+writer took a stream version or an idempotency key first) rolls the transaction back and the
+batch or group is decided again on fresh state, as ``ingest`` always did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from core.artifact import ArtifactState, VersionState, decide_ingest, validate_ingest
+from core.commands import IngestVersion, VersionRef
+from core.content import Content, canonical_json, encode_content
+from core.errors import (
+    ArtifactlogError,
+    Conflict,
+    IdempotencyKeyTaken,
+    LimitExceeded,
+    NotFound,
+    StreamVersionTaken,
+)
+from core.events import NewEvent, RecordedEvent, VersionIngested, VersionKey, to_payload
+from core.ports import AppendBatch, EventStore, IdempotencyClaim
+
+MAX_METADATA_BYTES = 256 * 1024
+# Without expectedVersion a lost race is retried by deciding again on the fresh state.
+MAX_ATTEMPTS = 8
+# Losers of a race that retry at once collide again; random pauses that grow with each lost
+# attempt spread them out (at most ~0.25 s before the last attempt).
+RETRY_PAUSE_SECONDS = 0.002
+# Commands per bulk transaction: large enough to amortise the commit and the append lock,
+# small enough that a lost race redoes little work and the lock is held briefly.
+BULK_GROUP_SIZE = 100
+# One atomic batch is one transaction holding the append lock; keep it bounded.
+MAX_ATOMIC_COMMANDS = 1000
+
+Loader = Callable[[str, str], Awaitable[ArtifactState]]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    version: VersionState
+    created: bool
+    position: int
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """What one command of a batch came to: its result, or the error that refused it."""
+
+    index: int
+    result: IngestResult | None = None
+    error: ArtifactlogError | None = None
+
+    def unwrap(self) -> IngestResult:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+def validated_content(cmd: IngestVersion, max_content_bytes: int) -> Content:
+    """Every check that needs nothing but the command, then its encoded content."""
+    validate_ingest(cmd)
+    if cmd.metadata is not None and len(canonical_json(cmd.metadata)) > MAX_METADATA_BYTES:
+        raise LimitExceeded(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+    return encode_content(
+        content=cmd.content, text=cmd.text, content_base64=cmd.content_base64,
+        media_type=cmd.media_type, max_bytes=max_content_bytes)
+
+
+@dataclass(frozen=True)
+class _Item:
+    index: int
+    cmd: IngestVersion
+    content: Content | None = None
+    error: ArtifactlogError | None = None
+
+
+@dataclass(frozen=True)
+class _Decision:
+    key: VersionKey  # the version the command's result is
+    created: bool
+
+
+class BatchIngest:
+    """Decides and appends one call's commands (see the module docstring)."""
+
+    def __init__(self, store: EventStore, load: Loader, max_content_bytes: int) -> None:
+        self.store = store
+        self.load = load
+        self.max_content_bytes = max_content_bytes
+        # One id for every event of the call: "these were ingested together".
+        self.correlation_id = str(uuid.uuid4())
+
+    async def run(self, commands: Sequence[IngestVersion], *, atomic: bool) -> list[IngestOutcome]:
+        """Outcomes in command order. Atomic: every result, or only the first refusal."""
+        items = [self._item(i, cmd) for i, cmd in enumerate(commands)]
+        if atomic:
+            return await self._atomic(items)
+        outcomes: list[IngestOutcome] = []
+        for start in range(0, len(items), BULK_GROUP_SIZE):
+            outcomes += await self._group(items[start:start + BULK_GROUP_SIZE])
+        return outcomes
+
+    def _item(self, index: int, cmd: IngestVersion) -> _Item:
+        try:
+            return _Item(index, cmd, content=validated_content(cmd, self.max_content_bytes))
+        except ArtifactlogError as exc:
+            return _Item(index, cmd, error=exc)
+
+    async def _atomic(self, items: list[_Item]) -> list[IngestOutcome]:
+        if len(items) > MAX_ATOMIC_COMMANDS:
+            return [IngestOutcome(items[MAX_ATOMIC_COMMANDS].index, error=LimitExceeded(
+                f"an atomic batch holds at most {MAX_ATOMIC_COMMANDS} commands, got {len(items)}"
+            ))]
+        for attempt in range(MAX_ATTEMPTS):
+            plan = _Plan(self.store, self.load, self.correlation_id)
+            decisions = []
+            for item in items:
+                try:
+                    decisions.append(await plan.decide_item(item))
+                except ArtifactlogError as exc:
+                    return [IngestOutcome(item.index, error=exc)]
+            try:
+                recorded = await plan.commit()
+            except (StreamVersionTaken, IdempotencyKeyTaken):
+                await _pause(attempt)
+                continue
+            return [IngestOutcome(item.index, plan.result(decision, recorded))
+                    for item, decision in zip(items, decisions, strict=True)]
+        return [IngestOutcome(items[0].index, error=_too_contended(items))]
+
+    async def _group(self, items: list[_Item]) -> list[IngestOutcome]:
+        for attempt in range(MAX_ATTEMPTS):
+            plan = _Plan(self.store, self.load, self.correlation_id)
+            decisions = [await plan.try_decide(item) for item in items]
+            try:
+                recorded = await plan.commit()
+            except (StreamVersionTaken, IdempotencyKeyTaken):
+                await _pause(attempt)
+                continue
+            return [IngestOutcome(item.index, error=d) if isinstance(d, ArtifactlogError)
+                    else IngestOutcome(item.index, plan.result(d, recorded))
+                    for item, d in zip(items, decisions, strict=True)]
+        # A group that keeps losing races (a hot artifact) goes on one command per
+        # transaction, each with its own retries, so the lines still make progress in order.
+        return [(await self._atomic([item]))[0] for item in items]
+
+
+class _Plan:
+    """One attempt at a batch or group: the states it read, and what its commands decided so
+    far, applied provisionally to those states so that later commands see them."""
+
+    def __init__(self, store: EventStore, load: Loader, correlation_id: str) -> None:
+        self.store = store
+        self.load = load
+        self.correlation_id = correlation_id
+        self.states: dict[tuple[str, str], ArtifactState] = {}
+        self.claims: dict[str, IdempotencyClaim] = {}  # keys first used in this plan
+        self.created: set[VersionKey] = set()
+        self.events: list[NewEvent] = []
+        self.contents: list[Content] = []
+
+    async def try_decide(self, item: _Item) -> _Decision | ArtifactlogError:
+        try:
+            return await self.decide_item(item)
+        except ArtifactlogError as exc:
+            return exc
+
+    async def decide_item(self, item: _Item) -> _Decision:
+        if item.error is not None:
+            raise item.error
+        assert item.content is not None
+        return await self.decide(item.cmd, item.content)
+
+    async def decide(self, cmd: IngestVersion, content: Content) -> _Decision:
+        """Refusals raise before the plan changes, so a refused command leaves no trace."""
+        parents = tuple([await self._parent(ref) for ref in cmd.parents])
+        fingerprint = _fingerprint(cmd, content, parents)
+        if cmd.idempotency_key and (claim := await self._claim(cmd.idempotency_key)):
+            return await self._replayed(claim, fingerprint)
+        state = await self.state(cmd.namespace, cmd.name)
+        decided = decide_ingest(state, cmd, content, parents)
+        position: int | None = None  # a version of this plan: the append fills it in
+        if isinstance(decided, VersionState):
+            key, created = decided.key, False
+            if key not in self.created:
+                position = decided.position
+        else:
+            key, created = self._add(state, cmd, content, decided), True
+        if cmd.idempotency_key:
+            self.claims[cmd.idempotency_key] = IdempotencyClaim(
+                cmd.idempotency_key, fingerprint, key.namespace, key.name, key.number,
+                position=position, created=created)
+        return _Decision(key, created)
+
+    async def state(self, namespace: str, name: str) -> ArtifactState:
+        if (namespace, name) not in self.states:
+            self.states[(namespace, name)] = await self.load(namespace, name)
+        return self.states[(namespace, name)]
+
+    async def commit(self) -> dict[VersionKey, RecordedEvent]:
+        """Append everything the plan decided as one AppendBatch: one transaction."""
+        if not self.events and not self.claims:
+            return {}
+        recorded = await self.store.append(
+            AppendBatch(self.events, self.contents, list(self.claims.values())))
+        return {VersionKey(r.namespace, r.name, r.payload["number"]): r for r in recorded}
+
+    def result(self, decision: _Decision, recorded: Mapping[VersionKey, RecordedEvent]
+               ) -> IngestResult:
+        state = self.states[(decision.key.namespace, decision.key.name)]
+        version = state.version(decision.key.number)
+        assert version is not None, "a decision names a version the plan read or created"
+        if (event := recorded.get(decision.key)) is not None:
+            version = replace(version, position=event.position, created_at=event.recorded_at)
+        return IngestResult(version, decision.created, version.position)
+
+    async def _parent(self, ref: VersionRef) -> VersionKey:
+        state = await self.state(ref.namespace, ref.name)
+        if not state.exists:
+            raise NotFound(f"parent artifact {ref.namespace}/{ref.name} does not exist")
+        return state.resolve(ref).key
+
+    async def _claim(self, key: str) -> IdempotencyClaim | None:
+        return self.claims.get(key) or await self.store.find_claim(key)
+
+    async def _replayed(self, claim: IdempotencyClaim, fingerprint: str) -> _Decision:
+        if claim.fingerprint != fingerprint:
+            raise Conflict(
+                f"idempotency key {claim.key!r} was already used for a different request "
+                f"(it produced {claim.namespace}/{claim.name}@{claim.number})")
+        await self.state(claim.namespace, claim.name)  # the result is read from it
+        return _Decision(VersionKey(claim.namespace, claim.name, claim.number), created=False)
+
+    def _add(self, state: ArtifactState, cmd: IngestVersion, content: Content,
+             event: VersionIngested) -> VersionKey:
+        metadata = {"actor": cmd.actor, "correlationId": self.correlation_id,
+                    "producer": cmd.producer, "idempotencyKey": cmd.idempotency_key}
+        new = NewEvent(state.namespace, state.name, state.stream_version + 1, event,
+                       {k: v for k, v in metadata.items() if v is not None})
+        self.events.append(new)
+        self.contents.append(content)
+        state.apply(_provisional(new))
+        key = VersionKey(state.namespace, state.name, event.number)
+        self.created.add(key)
+        return key
+
+
+async def _pause(attempt: int) -> None:
+    if attempt < MAX_ATTEMPTS - 1:  # no pause before giving up
+        await asyncio.sleep(random.uniform(0, RETRY_PAUSE_SECONDS * 2 ** attempt))
+
+
+def _provisional(new: NewEvent) -> RecordedEvent:
+    # Position 0 and this clock stand in until the log assigns the real ones; results are
+    # patched from the recorded events after the append (``_Plan.result``).
+    return RecordedEvent(
+        position=0, event_id=new.event_id, namespace=new.namespace, name=new.name,
+        stream_version=new.stream_version, type=new.type, payload=to_payload(new.event),
+        metadata=new.metadata, recorded_at=datetime.now(UTC))
+
+
+def _too_contended(items: Sequence[_Item]) -> Conflict:
+    names = sorted({f"{i.cmd.namespace}/{i.cmd.name}" for i in items})
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return Conflict(f"{shown} changed too often to ingest; try again")
+
+
+def _fingerprint(cmd: IngestVersion, content: Content, parents: tuple[VersionKey, ...]) -> str:
+    """What makes two requests 'the same' for an idempotency key."""
+    identity: Mapping[str, Any] = {
+        "namespace": cmd.namespace, "name": cmd.name, "kind": cmd.kind, "digest": content.digest,
+        "mediaType": content.media_type, "metadata": cmd.metadata or {},
+        "parents": [str(p) for p in parents], "producer": cmd.producer, "force": cmd.force,
+    }
+    return hashlib.sha256(canonical_json(identity)).hexdigest()
