@@ -160,8 +160,13 @@ def test_a_query_runs_in_graphiql_offline(server: Server) -> None:
             assert opened is not None
             assert opened.status == 200
             assert opened.headers["content-type"].startswith("text/html")
-            editor = page.locator(".graphiql-query-editor")
-            expect(editor).to_contain_text("headPosition", timeout=15_000)
+            try:
+                expect(page.locator(".graphiql-query-editor")).to_contain_text(
+                    "headPosition", timeout=15_000)
+            except AssertionError as exc:  # the page stays at "Loading...": say why
+                raise AssertionError(f"GraphiQL did not start; requests off this machine: "
+                                     f"{elsewhere}, failed: {failed}, errors: {errors}"
+                                     ) from exc
             assert page.evaluate("typeof GraphiQLPluginExplorer") == "object"
 
             with page.expect_response(lambda r: r.request.method == "POST"
