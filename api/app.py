@@ -8,8 +8,9 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -19,6 +20,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from api.auth import TokenAuth
 from api.bulk import handle_bulk
 from api.context import Context, Services
+from api.graphiql import STATIC_DIR, STATIC_URL, graphiql_html
 from api.limits import BodyLimit
 from api.schema import make_schema
 from core.auth import Scope, TokenService
@@ -39,6 +41,10 @@ class ArtifactlogGraphQL(GraphQL):
         super().__init__(make_schema(settings), graphql_ide="graphiql")
         self.services = services
         self.tokens = tokens
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """strawberry's page with its assets served by us: it must load without internet."""
+        return HTMLResponse(graphiql_html())
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         return Context(services=self.services,
@@ -106,6 +112,7 @@ def create_app(services: Services, settings: Settings, tokens: TokenService) -> 
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Route("/sql", sql, methods=["POST"]),
+        Mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="graphiql-static"),
     ])
     # /ingest/bulk streams its body with limits of its own; buffering it would defeat that.
     return BodyLimit(TokenAuth(app, tokens), settings.max_body_bytes,

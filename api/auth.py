@@ -19,6 +19,8 @@ What passes without a token, and with no principal in scope:
 - websockets: browsers cannot set headers on a websocket, so GraphQL subscriptions
   authenticate with the token in the ``connection_init`` payload, checked by the GraphQL
   layer, not here;
+- ``/static/``: GraphiQL's scripts and styles (public code the page needs before it has a
+  token);
 - lifespan events.
 """
 
@@ -38,6 +40,8 @@ from core.errors import ArtifactlogError, Unauthenticated
 COOKIE_NAME = "artifactlog_token"
 GRAPHQL_PATH = "/graphql"
 PUBLIC_PATHS = ("/healthz", "/metrics", "/readyz")
+# GraphiQL's scripts and styles: public code, loaded before a user can give the page a token.
+PUBLIC_PREFIXES = ("/static/",)
 
 
 class TokenAuth:
@@ -67,7 +71,8 @@ class TokenAuth:
 
     def _is_public(self, scope: Scope) -> bool:
         path = route_path(scope)
-        return path in self.public_paths or is_graphiql_page(scope, path)
+        return (path in self.public_paths or path.startswith(PUBLIC_PREFIXES)
+                or is_graphiql_page(scope, path))
 
 
 def request_token(headers: Headers) -> str | None:
