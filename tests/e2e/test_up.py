@@ -116,6 +116,13 @@ def test_up_serves_demo_data_stops_cleanly_and_reuses_its_data(home: Path) -> No
         ingested = up.cli("ingest", "e2e/notes", "-", stdin="first line\n")
         assert ingested.returncode == 0, ingested.stderr
         assert "e2e/notes@1 (v1) created" in ingested.stdout
+        folder = home.parent / "folder"
+        folder.mkdir()
+        (folder / "a.json").write_text('{"rows": 1}')
+        (folder / "b.txt").write_text("plain text")
+        from_dir = up.cli("ingest", "e2e/folder", str(folder))
+        assert from_dir.returncode == 0, from_dir.stderr
+        assert from_dir.stdout.count(" created;") == 2
         promoted = up.cli("promote", "e2e/notes", "1", "--reason", "e2e")
         assert promoted.returncode == 0, promoted.stderr
         assert "is now PRODUCTION" in promoted.stdout
@@ -125,10 +132,10 @@ def test_up_serves_demo_data_stops_cleanly_and_reuses_its_data(home: Path) -> No
         sql = up.cli("sql", "SELECT type, count() AS n FROM events GROUP BY type ORDER BY type",
                      "--format", "json")
         assert sql.returncode == 0, sql.stderr
-        assert json.loads(sql.stdout) == [{"type": "VersionIngested", "n": 5},
+        assert json.loads(sql.stdout) == [{"type": "VersionIngested", "n": 7},
                                           {"type": "VersionPromoted", "n": 3}]
         rebuilt = up.cli("replay", "--projection", "analytics")
-        assert "rebuilt analytics from the log: 8 events" in rebuilt.stdout, rebuilt.stderr
+        assert "rebuilt analytics from the log: 10 events" in rebuilt.stdout, rebuilt.stderr
         refused = up.cli("sql", "DROP TABLE events")
         assert refused.returncode != 0
         assert "[VALIDATION]" in refused.stderr
