@@ -103,6 +103,10 @@ async def test_walk_the_contract_over_http(client: Any) -> None:
     listed = await run(client, """{ artifacts(namespace: "walk", stage: PRODUCTION,
         metadata: {team: "fraud"}) { totalCount edges { node { name } } } }""")
     assert [e["node"]["name"] for e in listed["artifacts"]["edges"]] == ["raw"]
+    prefixed = await run(client, """{ artifacts(namespace: "walk", namePrefix: "mo", kind: "model")
+        { edges { node { name kind } } } }""")
+    assert [e["node"] for e in prefixed["artifacts"]["edges"]] == [
+        {"name": "model", "kind": "model"}]
     diff = await run(client, """{ diff(from: {namespace: "walk", name: "raw", number: 1},
         to: {namespace: "walk", name: "raw", number: 2}) { identical summary
         changes { totalCount edges { node { section op path } } } } }""")

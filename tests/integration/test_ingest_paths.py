@@ -24,8 +24,10 @@ from core.eventlog_pg import PostgresEventStore
 from core.ingest_nats import NatsIngestWorker
 from core.jetstream import connect
 from core.services import ArtifactService
+from core.settings import Settings
 from tests.conftest import Engines
 from tests.integration.test_event_log import bad_ingests, count_rows
+from tests.integration.test_graphql_log import client_for
 
 pytestmark = pytest.mark.anyio
 
@@ -225,7 +227,8 @@ async def test_concurrent_batches_retry_and_stay_contiguous(
 
 
 async def test_a_bad_input_gets_the_same_error_on_every_path(
-    small_service: ArtifactService, store: PostgresEventStore, nc: NatsClient, names: str
+    small_service: ArtifactService, store: PostgresEventStore, nc: NatsClient, names: str,
+    settings: Settings,
 ) -> None:
     cases = bad_ingests(names)
     before = await count_rows(store)
@@ -251,9 +254,22 @@ async def test_a_bad_input_gets_the_same_error_on_every_path(
         paths["nats"] = [(await request(nc, subject, wire(c)))["error"] for c, _ in cases]
         paths["nats-array"] = [r["error"] for r in await request(
             nc, subject, [wire(c) for c, _ in cases])]
+    async with client_for(store, settings.with_overrides(max_content_bytes=2048)) as http:
+        paths["graphql"] = []
+        for cmd, _ in cases:
+            # json.dumps writes Infinity for the inf case, as a careless client would
+            raw = json.dumps({"query": GRAPHQL_INGEST, "variables": {"input": wire(cmd)}})
+            body = (await http.post("/graphql", content=raw.encode(),
+                                    headers={"content-type": "application/json"})).json()
+            error = body["errors"][0]
+            paths["graphql"].append({"code": error["extensions"]["code"],
+                                     "message": error["message"]})
     for path, errors in paths.items():
         assert errors == expected, path
     assert await count_rows(store) == before
+
+
+GRAPHQL_INGEST = "mutation($input: IngestInput!) { ingest(input: $input) { position } }"
 
 
 async def test_bulk_http_results_and_status_codes(
