@@ -76,6 +76,10 @@ class ArtifactState:
     production: int | None = None
     promotions: list[tuple[RecordedEvent, VersionPromoted]] = field(default_factory=list)
 
+    def copy(self) -> ArtifactState:
+        """Independent lists (versions themselves are immutable and shared)."""
+        return replace(self, versions=list(self.versions), promotions=list(self.promotions))
+
     @property
     def exists(self) -> bool:
         return bool(self.versions)

@@ -111,11 +111,14 @@ class PostgresEventStore:
 
     async def load_stream(
         self, namespace: str, name: str, *, to_position: int | None = None,
-        to_time: datetime | None = None,
+        to_time: datetime | None = None, after_version: int = 0,
     ) -> list[RecordedEvent]:
         query = sql.SQL("SELECT {} FROM events WHERE namespace = %s AND name = %s").format(
             EVENT_COLUMNS)
         params: list[Any] = [namespace, name]
+        if after_version:
+            query += sql.SQL(" AND stream_version > %s")
+            params.append(after_version)
         if to_position is not None:
             query += sql.SQL(" AND position <= %s")
             params.append(to_position)

@@ -42,9 +42,10 @@ class EventStore(Protocol):
 
     async def load_stream(
         self, namespace: str, name: str, *, to_position: int | None = None,
-        to_time: datetime | None = None,
+        to_time: datetime | None = None, after_version: int = 0,
     ) -> list[RecordedEvent]:
-        """One artifact's events in stream order, optionally only up to a position or time."""
+        """One artifact's events in stream order: optionally only those after a stream
+        version, or up to a position or time."""
         ...
 
     async def last_position(self, namespace: str, name: str, at_most: int) -> int:

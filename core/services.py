@@ -23,6 +23,7 @@ from core.commands import IngestVersion, PromoteVersion, WithdrawVersion
 from core.errors import Conflict, LimitExceeded, NotFound, StreamVersionTaken
 from core.events import DomainEvent, NewEvent, RecordedEvent, VersionKey
 from core.ports import AppendBatch, EventStore
+from core.state_cache import StateCache
 
 # Each replay step carries the whole folded state, so the answer grows with the square of
 # the history; past this, ask for a slice.
@@ -43,9 +44,11 @@ class WithdrawResult:
 
 
 class ArtifactService:
-    def __init__(self, store: EventStore, *, max_content_bytes: int) -> None:
+    def __init__(self, store: EventStore, *, max_content_bytes: int,
+                 states: StateCache | None = None) -> None:
         self.store = store
         self.max_content_bytes = max_content_bytes
+        self.states = states if states is not None else StateCache()
 
     async def ingest(self, cmd: IngestVersion) -> IngestResult:
         """Append a new version, or return the one an idempotency key or identical content
@@ -107,9 +110,17 @@ class ArtifactService:
         """The artifact folded from its events (optionally as of a position or a time)."""
         validate_name("namespace", namespace)
         validate_name("name", name)
-        events = await self.store.load_stream(namespace, name, to_position=to_position,
-                                              to_time=to_time)
-        return fold(namespace, name, events)
+        if to_position is not None or to_time is not None:
+            events = await self.store.load_stream(namespace, name, to_position=to_position,
+                                                  to_time=to_time)
+            return fold(namespace, name, events)
+        state = self.states.get(namespace, name) or ArtifactState(namespace, name)
+        for event in await self.store.load_stream(namespace, name,
+                                                  after_version=state.stream_version):
+            state.apply(event)
+        if state.exists:
+            self.states.put(state)
+        return state
 
     async def replay(self, namespace: str, name: str, *, to_version: int | None = None,
                      to_position: int | None = None

@@ -207,3 +207,19 @@ async def test_time_travel_by_position_folds_the_log(service: ArtifactService,
     after = await service.load(names, "tt", to_position=promoted.position)
     assert before.production is None
     assert after.production == 1
+
+
+async def test_two_processes_with_their_own_caches_see_each_others_appends(
+    store: PostgresEventStore, settings: Settings, names: str
+) -> None:
+    first = ArtifactService(store, max_content_bytes=settings.max_content_bytes)
+    second = ArtifactService(store, max_content_bytes=settings.max_content_bytes)
+    for i in range(6):
+        writer = first if i % 2 == 0 else second
+        result = await writer.ingest(IngestVersion(names, "shared", content={"i": i},
+                                                   expected_version=i))
+        assert result.version.number == i + 1
+    await second.promote(PromoteVersion(VersionRef(names, "shared", 3)))
+    with pytest.raises(StageRuleViolation):  # first learns of the promotion from the log
+        await first.withdraw(WithdrawVersion(VersionRef(names, "shared", 3)))
+    assert [v.number for v in (await first.load(names, "shared")).versions] == list(range(1, 7))
