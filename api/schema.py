@@ -116,7 +116,7 @@ class IngestBatchItem:
                        error=BatchError(code=outcome.error.code, message=outcome.error.message))
         assert outcome.result is not None
         return cls(index=outcome.index, error=None, result=IngestResult(
-            version=ArtifactVersion(state=outcome.result.version),
+            version=ArtifactVersion.of(outcome.result.version),
             created=outcome.result.created, position=outcome.result.position))
 
 
@@ -195,7 +195,7 @@ class Query:
         keys = [root.key, *sorted({k for edge in edges for k in edge} - {root.key},
                                   key=lambda k: (k.namespace, k.name, k.number))]
         found = await info.context.versions.load_many(keys)
-        versions = {v.key: ArtifactVersion(state=v) for v in found if v is not None}
+        versions = {v.key: ArtifactVersion.of(v) for v in found if v is not None}
         return LineageGraph(
             root=versions[root.key], nodes=[versions[k] for k in keys if k in versions],
             edges=[LineageEdge(from_=versions[p], to=versions[c]) for p, c in edges
@@ -249,7 +249,7 @@ class Mutation:
         for parent in input.parents or ():
             info.context.require(Scope.READ, parent.namespace)
         result = await info.context.service.ingest(input.to_command(info.context.actor))
-        return IngestResult(version=ArtifactVersion(state=result.version),
+        return IngestResult(version=ArtifactVersion.of(result.version),
                             created=result.created, position=result.position)
 
     @strawberry.mutation(description="Several versions, across artifacts; atomic: all or none.")
@@ -270,8 +270,8 @@ class Mutation:
         info.context.require(Scope.PROMOTE, ref.namespace)
         result = await info.context.service.promote(
             PromoteVersion(ref.to_ref(), reason, info.context.actor))
-        previous = ArtifactVersion(state=result.previous) if result.previous else None
-        return PromoteResult(version=ArtifactVersion(state=result.version), previous=previous,
+        previous = ArtifactVersion.of(result.previous) if result.previous else None
+        return PromoteResult(version=ArtifactVersion.of(result.version), previous=previous,
                              position=result.position)
 
     @strawberry.mutation
@@ -281,7 +281,7 @@ class Mutation:
         info.context.require(Scope.PROMOTE, ref.namespace)
         result = await info.context.service.withdraw(
             WithdrawVersion(ref.to_ref(), reason, info.context.actor))
-        return WithdrawResult(version=ArtifactVersion(state=result.version),
+        return WithdrawResult(version=ArtifactVersion.of(result.version),
                               position=result.position)
 
 

@@ -50,55 +50,29 @@ class PageInfo:
 
 @strawberry.type
 class ArtifactVersion:
+    # Plain attributes, not resolver methods: strawberry's per-field resolver machinery is
+    # most of the cost of a page of versions (profiled), and these need no computing.
+    namespace: str
+    name: str
+    number: int
+    label: str
+    stage: Stage
+    digest: str
+    size: int
+    media_type: str | None
+    metadata: JSON | None
+    producer: str | None
+    created_at: datetime
+    position: int
     state: strawberry.Private[VersionState]
 
-    @strawberry.field
-    def namespace(self) -> str:
-        return self.state.namespace
-
-    @strawberry.field
-    def name(self) -> str:
-        return self.state.name
-
-    @strawberry.field
-    def number(self) -> int:
-        return self.state.number
-
-    @strawberry.field
-    def label(self) -> str:
-        return self.state.label
-
-    @strawberry.field
-    def stage(self) -> Stage:
-        return Stage(self.state.stage.value)
-
-    @strawberry.field
-    def digest(self) -> str:
-        return self.state.digest
-
-    @strawberry.field
-    def size(self) -> int:
-        return self.state.size
-
-    @strawberry.field
-    def media_type(self) -> str | None:
-        return self.state.media_type
-
-    @strawberry.field
-    def metadata(self) -> JSON | None:
-        return dict(self.state.metadata)
-
-    @strawberry.field
-    def producer(self) -> str | None:
-        return self.state.producer
-
-    @strawberry.field
-    def created_at(self) -> datetime:
-        return self.state.created_at
-
-    @strawberry.field
-    def position(self) -> int:
-        return self.state.position
+    @classmethod
+    def of(cls, state: VersionState) -> ArtifactVersion:
+        return cls(namespace=state.namespace, name=state.name, number=state.number,
+                   label=state.label, stage=Stage(state.stage.value), digest=state.digest,
+                   size=state.size, media_type=state.media_type, metadata=dict(state.metadata),
+                   producer=state.producer, created_at=state.created_at,
+                   position=state.position, state=state)
 
     @strawberry.field(description="Structured content, when the version has one.")
     async def content(self, info: Info) -> JSON | None:
@@ -119,13 +93,13 @@ class ArtifactVersion:
     @strawberry.field
     async def parents(self, info: Info) -> list[ArtifactVersion]:
         found = await info.context.versions.load_many(list(self.state.parents))
-        return [ArtifactVersion(state=v) for v in found if v is not None]
+        return [ArtifactVersion.of(v) for v in found if v is not None]
 
     @strawberry.field
     async def children(self, info: Info) -> list[ArtifactVersion]:
         keys = await info.context.children.load(self.state.key)
         found = await info.context.versions.load_many(keys)
-        return [ArtifactVersion(state=v) for v in found if v is not None]
+        return [ArtifactVersion.of(v) for v in found if v is not None]
 
 
 @strawberry.type
@@ -149,14 +123,14 @@ class Promotion:
     async def version(self, info: Info) -> ArtifactVersion:
         found = await info.context.versions.load(self._key(self.record.number))
         assert found is not None, "a promoted version always exists"
-        return ArtifactVersion(state=found)
+        return ArtifactVersion.of(found)
 
     @strawberry.field
     async def previous(self, info: Info) -> ArtifactVersion | None:
         if self.record.previous is None:
             return None
         found = await info.context.versions.load(self._key(self.record.previous))
-        return ArtifactVersion(state=found) if found else None
+        return ArtifactVersion.of(found) if found else None
 
     @strawberry.field
     def reason(self) -> str | None:
@@ -216,7 +190,7 @@ class Artifact:
         after_number = decode_cursor("version", after) or 0
         page, total = await self.view.versions(stage.to_domain() if stage else None,
                                                after_number, size + 1)
-        edges = [ArtifactVersionEdge(node=ArtifactVersion(state=v),
+        edges = [ArtifactVersionEdge(node=ArtifactVersion.of(v),
                                      cursor=encode_cursor("version", v.number))
                  for v in page[:size]]
         return ArtifactVersionConnection(
@@ -292,7 +266,7 @@ class RebuildResult:
 
 
 def _wrap(state: VersionState | None) -> ArtifactVersion | None:
-    return ArtifactVersion(state=state) if state is not None else None
+    return ArtifactVersion.of(state) if state is not None else None
 
 
 

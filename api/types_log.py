@@ -129,11 +129,11 @@ class Diff:
 
     @strawberry.field(name="from")
     def from_(self) -> ArtifactVersion:
-        return ArtifactVersion(state=self.comparison.before)
+        return ArtifactVersion.of(self.comparison.before)
 
     @strawberry.field
     def to(self) -> ArtifactVersion:
-        return ArtifactVersion(state=self.comparison.after)
+        return ArtifactVersion.of(self.comparison.after)
 
     @strawberry.field
     def identical(self) -> bool:
