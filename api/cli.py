@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from api import cli_inspect
 from artifactlog import Client
 from core.errors import ArtifactlogError, ValidationError
 from core.settings import Settings
@@ -88,11 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=cmd_status)
 
-    replay = sub.add_parser("replay", help="rebuild a projection from the event log")
-    replay.add_argument("--projection", required=True, help="version_history or analytics")
+    replay = sub.add_parser("replay", help="rebuild a projection from the event log, or "
+                            "print one artifact's history event by event")
+    target = replay.add_mutually_exclusive_group(required=True)
+    target.add_argument("--projection", help="rebuild: version_history or analytics")
+    target.add_argument("--artifact", metavar="NS/NAME", help="print the replay trace")
     replay.add_argument("--from-position", type=int,
-                        help="only artifacts changed after this position")
+                        help="rebuild only artifacts changed after this position")
+    replay.add_argument("--to-version", type=int, help="trace: stop at this version")
+    replay.add_argument("--to-position", type=int, help="trace: stop at this position")
+    replay.add_argument("--json", action="store_true", help="trace as JSON")
     replay.set_defaults(handler=cmd_replay)
+
+    cli_inspect.register(sub, lambda: client(Settings.from_env()))
 
     sql = sub.add_parser("sql", help="run read-only ClickHouse SQL on the analytics tables")
     sql.add_argument("query", help="the SQL, or - to read it from stdin")
@@ -265,6 +274,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    if args.artifact:
+        split_artifact(args.artifact)
+        return cli_inspect.print_replay(client(settings), args.artifact, args.to_version,
+                                        args.to_position, args.json)
     result = client(settings).execute(REBUILD, {"name": args.projection,
                                                 "from": args.from_position})
     rebuilt = result["rebuildProjection"]

@@ -201,6 +201,16 @@ class Query:
             edges=[LineageEdge(from_=versions[p], to=versions[c]) for p, c in edges
                    if p in versions and c in versions])
 
+    @strawberry.field(description="Impact analysis: the PRODUCTION versions downstream of a "
+                      "version, at any depth up to the lineage limit.")
+    async def impact(self, info: Info, ref: VersionRefInput) -> list[ArtifactVersion]:
+        info.context.require(Scope.READ, ref.namespace)
+        history = info.context.services.history
+        root = await history.resolve(ref.to_ref())
+        keys = await history.reader.impact(root.key, depth=MAX_LINEAGE_DEPTH)
+        found = await info.context.versions.load_many(keys)
+        return [ArtifactVersion.of(v) for v in found if v is not None]
+
     @strawberry.field(description="What changed between two versions, of one artifact or two.")
     async def diff(self, info: Info,
                    from_: Annotated[VersionRefInput, strawberry.argument(name="from")],

@@ -149,6 +149,22 @@ class HistoryReader:
                  VersionKey(r["child_namespace"], r["child_name"], r["child_number"]))
                 for r in rows]
 
+    async def impact(self, root: VersionKey, *, depth: int) -> list[VersionKey]:
+        """PRODUCTION versions downstream of ``root`` (what a bad ``root`` would reach)."""
+        rows = await self._rows(sql.SQL(
+            "WITH RECURSIVE down AS ("
+            " SELECT child_namespace AS ns, child_name AS n, child_number AS v, 1 AS depth"
+            " FROM vh_lineage WHERE (parent_namespace, parent_name, parent_number) ="
+            " (%s, %s, %s)"
+            " UNION"
+            " SELECT l.child_namespace, l.child_name, l.child_number, d.depth + 1"
+            " FROM vh_lineage l JOIN down d ON (l.parent_namespace, l.parent_name,"
+            " l.parent_number) = (d.ns, d.n, d.v) WHERE d.depth < %s)"
+            " SELECT DISTINCT d.ns, d.n, d.v FROM down d JOIN vh_versions v ON"
+            " (v.namespace, v.name, v.number) = (d.ns, d.n, d.v) WHERE v.stage = 'PRODUCTION'"
+            " ORDER BY 1, 2, 3"), (root.namespace, root.name, root.number, depth))
+        return [VersionKey(r["ns"], r["n"], r["v"]) for r in rows]
+
     async def promotions(self, namespace: str, name: str) -> list[PromotionRecord]:
         rows = await self._rows(
             sql.SQL("SELECT namespace, name, number, previous, reason, actor, at, position"

@@ -178,3 +178,29 @@ def test_sigkill_of_up_takes_its_servers_down_too(home: Path) -> None:
     assert processes_using(home)
     up.stop(signal.SIGKILL)
     assert wait_gone(home) == [], "children must not be orphaned"
+
+
+def test_inspection_commands_on_the_demo_data(home: Path) -> None:
+    up = Up(home, free_port(), "--demo")
+    try:
+        wait_for_projections(up)
+        mermaid = up.cli("lineage", "fraud/scorer@1", "--format", "mermaid")
+        assert mermaid.returncode == 0, mermaid.stderr
+        assert mermaid.stdout.startswith("graph LR")
+        assert "fraud_transactions_2 --> fraud_scorer_1" in mermaid.stdout
+        dot = up.cli("lineage", "fraud/transactions@2", "--direction", "down", "--format", "dot")
+        assert '"fraud/transactions@2" -> "fraud/scorer@1";' in dot.stdout
+        impact = up.cli("lineage", "fraud/transactions@2", "--impact")
+        assert impact.stdout.strip() == "fraud/scorer@1 (v1) PRODUCTION"
+        diff = json.loads(up.cli("diff", "fraud/transactions@1", "fraud/transactions@2",
+                                 "--json").stdout)
+        assert diff["summary"]["records"] == {"added": 1}  # the demo declares key "id"
+        plain = up.cli("diff", "fraud/transactions@1", "fraud/transactions@2")
+        assert "\033[" not in plain.stdout  # no colour when piped
+        assert "records  added    6" in plain.stdout
+        trace = up.cli("replay", "--artifact", "fraud/transactions")
+        assert trace.returncode == 0, trace.stderr
+        assert [line.split()[2] for line in trace.stdout.splitlines()] == [
+            "VersionIngested", "VersionIngested", "VersionPromoted"]
+    finally:
+        up.stop()
