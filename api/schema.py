@@ -86,6 +86,12 @@ class IngestInput:
     expected_version: int | None = None
     bump: str | None = None
     force: bool | None = False
+    version_scheme: str | None = strawberry.field(
+        default=None, description="sequence | semver | calver | digest | template: how this "
+        "artifact's versions are labelled from now on")
+    label_template: str | None = strawberry.field(
+        default=None, description="for the template scheme: {number} {date} {digest} "
+        "{meta.KEY}")
 
     def to_command(self, actor: str | None) -> IngestVersion:
         return IngestVersion(
@@ -94,6 +100,7 @@ class IngestInput:
             metadata=self.metadata, parents=tuple(p.to_ref() for p in self.parents or ()),
             producer=self.producer, idempotency_key=self.idempotency_key,
             expected_version=self.expected_version, force=bool(self.force), actor=actor,
+            bump=self.bump, scheme=self.version_scheme, template=self.label_template,
         )
 
 
@@ -272,6 +279,13 @@ class Mutation:
         outcomes = await info.context.service.ingest_many(
             [i.to_command(info.context.actor) for i in inputs], atomic=atomic)
         return [IngestBatchItem.of(o) for o in outcomes]
+
+    @strawberry.mutation(description="Change how an artifact's next versions are labelled.")
+    async def set_version_scheme(self, info: Info, namespace: str, name: str, scheme: str,
+                                 template: str | None = None) -> int:
+        info.context.require(Scope.WRITE, namespace)
+        return await info.context.service.set_version_scheme(
+            namespace, name, scheme, template, info.context.actor)
 
     @strawberry.mutation
     async def promote(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -22,8 +22,10 @@ from core.events import (
     VersionIngested,
     VersionKey,
     VersionPromoted,
+    VersionSchemeSet,
     VersionWithdrawn,
 )
+from core.version_schemes import SEQUENCE, VersionScheme, check_bump, next_label, scheme_of
 
 # Namespaces and names become NATS subject tokens and URL path segments, so they are kept to
 # characters that need no escaping anywhere.
@@ -75,6 +77,7 @@ class ArtifactState:
     versions: list[VersionState] = field(default_factory=list)
     production: int | None = None
     promotions: list[tuple[RecordedEvent, VersionPromoted]] = field(default_factory=list)
+    scheme: VersionScheme = SEQUENCE
 
     def copy(self) -> ArtifactState:
         """Independent lists (versions themselves are immutable and shared)."""
@@ -113,7 +116,11 @@ class ArtifactState:
         self.position = recorded.position
         if isinstance(event, VersionIngested):
             self.kind = self.kind or event.kind
+            if event.scheme is not None:
+                self.scheme = VersionScheme.from_json(event.scheme)
             self.versions.append(_new_version(self, event, recorded))
+        elif isinstance(event, VersionSchemeSet):
+            self.scheme = VersionScheme(event.kind, event.template)
         elif isinstance(event, VersionPromoted):
             if self.production is not None:
                 self._set_stage(self.production, Stage.SUPERSEDED)
@@ -166,12 +173,21 @@ def validate_ingest(cmd: IngestVersion) -> None:
         raise ValidationError("expectedVersion must be 0 (new artifact) or a version number")
     if cmd.idempotency_key is not None and not (0 < len(cmd.idempotency_key) <= 256):
         raise ValidationError("idempotencyKey must be 1-256 characters")
+    check_bump(cmd.bump)
+    if cmd.scheme is not None:
+        scheme_of(cmd.scheme, cmd.template)
+    elif cmd.template is not None:
+        raise ValidationError("labelTemplate goes with versionScheme: template")
 
 
 def decide_ingest(
-    state: ArtifactState, cmd: IngestVersion, content: Content, parents: tuple[VersionKey, ...]
+    state: ArtifactState, cmd: IngestVersion, content: Content, parents: tuple[VersionKey, ...],
+    *, now: datetime | None = None, derived_bump: str = "PATCH",
 ) -> VersionIngested | VersionState:
-    """The new version's event, or the latest version when the content is unchanged."""
+    """The new version's event, or the latest version when the content is unchanged.
+
+    ``now`` dates calver labels; ``derived_bump`` is what the content change means for a
+    semver artifact when the command names no bump."""
     if cmd.expected_version is not None and cmd.expected_version != state.latest_number:
         raise Conflict(
             f"{state.namespace}/{state.name} is at version {state.latest_number}, "
@@ -186,11 +202,28 @@ def decide_ingest(
     if latest is not None and not cmd.force and latest.digest == content.digest:
         return latest
     number = state.latest_number + 1
+    scheme = (scheme_of(cmd.scheme, cmd.template) if cmd.scheme is not None
+              else state.scheme)
+    metadata = dict(cmd.metadata or {})
+    label = next_label(scheme, number=number, digest=content.digest, metadata=metadata,
+                       previous_labels=[v.label for v in state.versions],
+                       bump=check_bump(cmd.bump) or derived_bump,
+                       now=now or datetime.now(UTC))
     return VersionIngested(
-        number=number, kind=kind, label=f"v{number}", digest=content.digest,
+        number=number, kind=kind, label=label, digest=content.digest,
         size=content.size, media_type=content.media_type, content_type=content.content_type,
-        metadata=dict(cmd.metadata or {}), parents=parents, producer=cmd.producer,
+        metadata=metadata, parents=parents, producer=cmd.producer,
+        scheme=scheme.to_json() if scheme != state.scheme else None,
     )
+
+
+def decide_scheme(state: ArtifactState, kind: str, template: str | None
+                  ) -> VersionSchemeSet | None:
+    """None when the artifact already uses that scheme."""
+    scheme = scheme_of(kind, template)
+    if scheme == state.scheme:
+        return None
+    return VersionSchemeSet(scheme.kind, scheme.template)
 
 
 def decide_promote(

@@ -32,7 +32,8 @@ from typing import Any
 
 from core.artifact import ArtifactState, VersionState, decide_ingest, validate_ingest
 from core.commands import IngestVersion, VersionRef
-from core.content import Content, canonical_json, encode_content
+from core.content import Content, canonical_json, decode_content, encode_content
+from core.diff import semver_bump
 from core.errors import (
     ArtifactlogError,
     Conflict,
@@ -203,7 +204,8 @@ class _Plan:
         if cmd.idempotency_key and (claim := await self._claim(cmd.idempotency_key)):
             return await self._replayed(claim, fingerprint)
         state = await self.state(cmd.namespace, cmd.name)
-        decided = decide_ingest(state, cmd, content, parents)
+        decided = decide_ingest(state, cmd, content, parents,
+                                derived_bump=await self._derived_bump(state, cmd, content))
         position: int | None = None  # a version of this plan: the append fills it in
         if isinstance(decided, VersionState):
             key, created = decided.key, False
@@ -238,6 +240,20 @@ class _Plan:
         if (event := recorded.get(decision.key)) is not None:
             version = replace(version, position=event.position, created_at=event.recorded_at)
         return IngestResult(version, decision.created, version.position)
+
+    async def _derived_bump(self, state: ArtifactState, cmd: IngestVersion,
+                            content: Content) -> str:
+        """For a semver artifact ingested without a bump: what the content change means."""
+        latest = state.latest
+        scheme = cmd.scheme or state.scheme.kind
+        if (scheme != "semver" or cmd.bump or latest is None or latest.digest == content.digest
+                or latest.content_type != "json" or content.content_type != "json"):
+            return "PATCH"
+        earlier = next((c.data for c in self.contents if c.digest == latest.digest), None)
+        data = earlier if earlier is not None else await self.store.get_content(latest.digest)
+        if data is None:
+            return "PATCH"
+        return semver_bump(decode_content(data, "json"), decode_content(content.data, "json"))
 
     async def _parent(self, ref: VersionRef) -> VersionKey:
         state = await self.state(ref.namespace, ref.name)

@@ -38,6 +38,9 @@ class IngestVersion:
     expected_version: int | None = None
     force: bool = False
     actor: str | None = None
+    bump: str | None = None  # semver: MAJOR | MINOR | PATCH
+    scheme: str | None = None  # set or change the artifact's version scheme
+    template: str | None = None  # for the template scheme
 
 
 @dataclass(frozen=True)

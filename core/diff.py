@@ -141,6 +141,18 @@ def text_diff(before: str, after: str, labels: tuple[str, str]) -> Iterator[Chan
     yield Change("content", "replace", "", None, "".join(lines))
 
 
+def semver_bump(before: Any, after: Any) -> str:
+    """What a change of content means for a semantic version: columns removed or retyped
+    break readers (MAJOR), columns added do not (MINOR), anything else is PATCH."""
+    if is_records(before) and is_records(after):
+        changes = list(schema_diff(schema_of(before), schema_of(after)))
+        if any(c.op in ("remove", "replace") for c in changes):
+            return "MAJOR"
+        if changes:
+            return "MINOR"
+    return "PATCH"
+
+
 def summarize(changes: Sequence[Change]) -> dict[str, dict[str, int]]:
     summary: dict[str, dict[str, int]] = {}
     for change in changes:

@@ -37,6 +37,8 @@ class VersionIngested:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     parents: tuple[VersionKey, ...] = ()
     producer: str | None = None
+    # The version scheme in effect from this version on, when this ingest set or changed it.
+    scheme: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,17 @@ class VersionWithdrawn:
     reason: str | None = None
 
 
-DomainEvent = VersionIngested | VersionPromoted | VersionWithdrawn
+@dataclass(frozen=True)
+class VersionSchemeSet:
+    type_name: ClassVar[str] = "VersionSchemeSet"
+    kind: str
+    template: str | None = None
+
+
+DomainEvent = VersionIngested | VersionPromoted | VersionWithdrawn | VersionSchemeSet
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
-    cls.type_name: cls for cls in (VersionIngested, VersionPromoted, VersionWithdrawn)
+    cls.type_name: cls
+    for cls in (VersionIngested, VersionPromoted, VersionWithdrawn, VersionSchemeSet)
 }
 
 

@@ -22,10 +22,10 @@ if TYPE_CHECKING:
 
 OPTIONAL_STRINGS = {"kind": "kind", "text": "text", "contentBase64": "content_base64",
                     "mediaType": "media_type", "producer": "producer",
-                    "idempotencyKey": "idempotency_key"}
-# "bump" is in the contract; like the GraphQL resolver, the core does not use it yet.
+                    "idempotencyKey": "idempotency_key", "bump": "bump",
+                    "versionScheme": "scheme", "labelTemplate": "template"}
 FIELDS = frozenset({"namespace", "name", "content", "metadata", "parents", "expectedVersion",
-                    "force", "bump", *OPTIONAL_STRINGS})
+                    "force", *OPTIONAL_STRINGS})
 REF_FIELDS = frozenset({"namespace", "name", "number", "label"})
 
 
@@ -54,7 +54,6 @@ def command_from_json(data: Any, *, actor: str | None) -> IngestVersion:
     force = data.get("force")
     if force is not None and not isinstance(force, bool):
         raise ValidationError("force must be true or false")
-    _string(data, "bump")
     return IngestVersion(
         namespace=_required_string(data, "namespace"), name=_required_string(data, "name"),
         content=data.get("content"), metadata=data.get("metadata"),

@@ -14,6 +14,7 @@ from core.artifact import (
     ArtifactState,
     VersionState,
     decide_promote,
+    decide_scheme,
     decide_withdraw,
     fold,
     validate_name,
@@ -102,6 +103,21 @@ class ArtifactService:
                 continue
             return WithdrawResult(state.resolve(cmd.ref), recorded.position)
         raise Conflict(f"{cmd.ref} changed too often to withdraw; try again")
+
+    async def set_version_scheme(self, namespace: str, name: str, kind: str,
+                                 template: str | None, actor: str | None) -> int:
+        """Change how the artifact's next versions are labelled; returns the position (the
+        current one when the scheme is already in use)."""
+        for _ in range(MAX_ATTEMPTS):
+            state = await self.load_existing(namespace, name)
+            decided = decide_scheme(state, kind, template)
+            if decided is None:
+                return state.position
+            try:
+                return (await self._append(state, decided, actor)).position
+            except StreamVersionTaken:
+                continue
+        raise Conflict(f"{namespace}/{name} changed too often to set its scheme; try again")
 
     async def load(
         self, namespace: str, name: str, *, to_position: int | None = None,

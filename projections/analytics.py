@@ -25,7 +25,13 @@ from typing import Any
 
 from core.artifact import Stage
 from core.clickhouse import ClickHouse
-from core.events import RecordedEvent, VersionIngested, VersionKey, VersionPromoted
+from core.events import (
+    RecordedEvent,
+    VersionIngested,
+    VersionKey,
+    VersionPromoted,
+    VersionSchemeSet,
+)
 from core.jetstream import partition_of
 from core.settings import Settings
 from projections.base import Artifact
@@ -241,6 +247,8 @@ def needed_versions(events: Sequence[RecordedEvent]) -> set[Key]:
     needed: set[Key] = set()
     for recorded in events:
         event = recorded.event
+        if isinstance(event, VersionSchemeSet):
+            continue  # about the artifact, not a version
         key = (recorded.namespace, recorded.name, event.number)
         if isinstance(event, VersionIngested):
             ingested.add(key)
@@ -259,6 +267,12 @@ def derive(
     rows: dict[str, list[Row]] = {table: [] for table in COLUMNS}
     for recorded in events:
         event, ns, name = recorded.event, recorded.namespace, recorded.name
+        if isinstance(event, VersionSchemeSet):  # no version row: only the event itself
+            rows["events"].append([
+                recorded.position, recorded.event_id, recorded.type, ns, name, "",
+                recorded.stream_version, partition, "", 0, 0, "", None, actor_of(recorded),
+                utc(recorded.recorded_at)])
+            continue
         key = (ns, name, event.number)
         if isinstance(event, VersionIngested):
             attrs[key] = ingested_attrs(recorded, event)
