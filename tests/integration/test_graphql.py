@@ -99,6 +99,16 @@ async def test_artifact_history_promotions_and_time_travel(gql: Any, names: str)
                       at=first["data"]["promote"]["position"]))["data"]["artifact"]
     assert then["production"] == {"number": 1, "label": "v1"}
     assert len(then["promotions"]) == 1
+    at_time = """query($ns: String!, $t: DateTime) { artifact(namespace: $ns, name: "m",
+        asOf: $t) { production { number } promotions { version { number } } } }"""
+    moment = artifact["promotions"][0]["at"]  # the first promotion's time
+    before = (await gql(at_time, ns=names, t="2000-01-01T00:00:00Z"))["data"]["artifact"]
+    assert before is None  # nothing existed yet
+    after_first = (await gql(at_time, ns=names, t=moment))["data"]["artifact"]
+    assert after_first["production"] == {"number": 1}
+    assert [p["version"]["number"] for p in after_first["promotions"]] == [1]
+    naive = await gql(at_time, ns=names, t="2030-01-01T00:00:00")
+    assert naive["errors"][0]["extensions"]["code"] == "VALIDATION"  # a time needs a zone
 
 
 async def test_missing_artifact_is_null(gql: Any, names: str) -> None:
