@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from api import cli_inspect
+from api import cli_inspect, cli_promotion
 from artifactlog import Client
 from core.errors import ArtifactlogError, ValidationError
 from core.settings import Settings
@@ -74,11 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--force", action="store_true", help="new version even if unchanged")
     ingest.set_defaults(handler=cmd_ingest)
 
-    promote = sub.add_parser("promote", help="make a version the production version")
-    promote.add_argument("artifact", metavar="NAMESPACE/NAME")
-    promote.add_argument("number", type=int)
-    promote.add_argument("--reason")
-    promote.set_defaults(handler=cmd_promote)
+    cli_promotion.register(sub, lambda: client(Settings.from_env()))
 
     history = sub.add_parser("history", help="list an artifact's versions")
     history.add_argument("artifact", metavar="NAMESPACE/NAME")
@@ -229,16 +225,6 @@ def ingest_sources(path: str) -> list[tuple[str, bytes]]:
             raise ValidationError(f"{path} holds no files")
         return [(str(f), read_file(str(f))) for f in files]
     return [(path, read_file(path))]
-
-
-def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
-    namespace, name = split_artifact(args.artifact)
-    result = client(settings).promote(f"{namespace}/{name}@{args.number}", args.reason)
-    previous = result.previous
-    print(f"{namespace}/{name}@{args.number} is now PRODUCTION"
-          + (f" (was @{previous.number})" if previous else "")
-          + f"; position {result.position}")
-    return 0
 
 
 def cmd_history(args: argparse.Namespace, settings: Settings) -> int:

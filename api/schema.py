@@ -55,6 +55,8 @@ from core.errors import (
     ValidationError,
 )
 from core.history_pg import ArtifactFilter
+from core.promotion import Promotions
+from core.services import PromoteResult as DomainPromoteResult
 from core.settings import Settings
 
 log = logging.getLogger("artifactlog.api")
@@ -125,6 +127,26 @@ class IngestBatchItem:
         return cls(index=outcome.index, error=None, result=IngestResult(
             version=ArtifactVersion.of(outcome.result.version),
             created=outcome.result.created, position=outcome.result.position))
+
+
+@strawberry.type
+class PolicyVerdict:
+    rule: str
+    passed: bool
+    reason: str
+
+
+@strawberry.type
+class PromotionCheck:
+    version: ArtifactVersion
+    allowed: bool
+    checks: list[PolicyVerdict]
+
+
+def promote_result(result: DomainPromoteResult) -> PromoteResult:
+    previous = ArtifactVersion.of(result.previous) if result.previous else None
+    return PromoteResult(version=ArtifactVersion.of(result.version), previous=previous,
+                         position=result.position)
 
 
 @strawberry.type
@@ -227,6 +249,15 @@ class Query:
         comparison = await info.context.services.diffs.diff(from_.to_ref(), to.to_ref(), key)
         return Diff(comparison=comparison)
 
+    @strawberry.field(description="Dry run: every promotion policy's verdict for a version.")
+    async def promotion_check(self, info: Info, ref: VersionRefInput) -> PromotionCheck:
+        info.context.require(Scope.READ, ref.namespace)
+        version, checks = await Promotions(info.context.service).check(ref.to_ref())
+        return PromotionCheck(
+            version=ArtifactVersion.of(version), allowed=all(c.passed for c in checks),
+            checks=[PolicyVerdict(rule=c.rule, passed=c.passed, reason=c.reason)
+                    for c in checks])
+
     @strawberry.field(description="Read-only ClickHouse SQL over the analytics tables.")
     async def analytics(self, info: Info, sql: str) -> AnalyticsResult:
         principal = info.context.require(Scope.READ)
@@ -287,16 +318,40 @@ class Mutation:
         return await info.context.service.set_version_scheme(
             namespace, name, scheme, template, info.context.actor)
 
-    @strawberry.mutation
+    @strawberry.mutation(description="Make a version PRODUCTION, if the promotion policies "
+                         "pass; override (admin, with a reason) records that they were skipped.")
     async def promote(
-        self, info: Info, ref: VersionRefInput, reason: str | None = None
+        self, info: Info, ref: VersionRefInput, reason: str | None = None,
+        override: bool = False,
     ) -> PromoteResult:
-        info.context.require(Scope.PROMOTE, ref.namespace)
+        info.context.require(Scope.ADMIN if override else Scope.PROMOTE, ref.namespace)
         result = await info.context.service.promote(
+            PromoteVersion(ref.to_ref(), reason, info.context.actor), override=override)
+        return promote_result(result)
+
+    @strawberry.mutation(description="Ask for a promotion that a second actor must approve.")
+    async def request_promotion(self, info: Info, ref: VersionRefInput,
+                                reason: str | None = None) -> int:
+        info.context.require(Scope.PROMOTE, ref.namespace)
+        return await Promotions(info.context.service).request(ref.to_ref(), reason,
+                                                              info.context.actor)
+
+    @strawberry.mutation(description="Approve a requested promotion (not its requester), "
+                         "which then takes place if the other policies pass.")
+    async def approve_promotion(self, info: Info, ref: VersionRefInput,
+                                reason: str | None = None) -> PromoteResult:
+        info.context.require(Scope.PROMOTE, ref.namespace)
+        result = await Promotions(info.context.service).approve(
             PromoteVersion(ref.to_ref(), reason, info.context.actor))
-        previous = ArtifactVersion.of(result.previous) if result.previous else None
-        return PromoteResult(version=ArtifactVersion.of(result.version), previous=previous,
-                             position=result.position)
+        return promote_result(result)
+
+    @strawberry.mutation(description="Set the promotion policy of an artifact, or of a "
+                         "namespace when name is omitted (rules: a JSON array).")
+    async def set_promotion_policy(self, info: Info, namespace: str, rules: JSON,
+                                   name: str | None = None) -> int:
+        info.context.require(Scope.ADMIN, namespace)
+        return await Promotions(info.context.service).set_policy(namespace, name, rules,
+                                                                 info.context.actor)
 
     @strawberry.mutation
     async def withdraw(

@@ -16,6 +16,7 @@ from core.errors import (
     Forbidden,
     LimitExceeded,
     NotFound,
+    PolicyRefused,
     StageRuleViolation,
     Timeout,
     Unauthenticated,
@@ -25,13 +26,14 @@ from core.errors import (
 
 __all__ = [
     "ArtifactlogError", "Conflict", "Forbidden", "InvalidArgument", "LimitExceeded", "NotFound",
-    "StageRuleViolation", "Timeout", "Unauthenticated", "Unavailable", "ValidationError",
+    "PolicyRefused", "StageRuleViolation", "Timeout", "Unauthenticated", "Unavailable",
+    "ValidationError",
 ]
 
 ERRORS_BY_CODE: dict[str, type[ArtifactlogError]] = {
     cls.code: cls for cls in (ValidationError, LimitExceeded, NotFound, Conflict,
-                              StageRuleViolation, Unauthenticated, Forbidden, Timeout,
-                              Unavailable)
+                              StageRuleViolation, PolicyRefused, Unauthenticated, Forbidden,
+                              Timeout, Unavailable)
 }
 
 # Used only when a response carries no code of its own (a proxy's page, a crashed worker).

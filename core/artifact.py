@@ -7,17 +7,20 @@ a command and return the events to append (or raise a domain error). No I/O happ
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.commands import IngestVersion, VersionRef
 from core.content import Content
-from core.errors import Conflict, NotFound, StageRuleViolation, ValidationError
+from core.errors import Conflict, NotFound, PolicyRefused, StageRuleViolation, ValidationError
 from core.events import (
     DomainEvent,
+    PromotionApproved,
+    PromotionPolicySet,
+    PromotionRequested,
     RecordedEvent,
     VersionIngested,
     VersionKey,
@@ -26,6 +29,9 @@ from core.events import (
     VersionWithdrawn,
 )
 from core.version_schemes import SEQUENCE, VersionScheme, check_bump, next_label, scheme_of
+
+if TYPE_CHECKING:
+    from core.policies import PolicyCheck
 
 # Namespaces and names become NATS subject tokens and URL path segments, so they are kept to
 # characters that need no escaping anywhere.
@@ -78,10 +84,16 @@ class ArtifactState:
     production: int | None = None
     promotions: list[tuple[RecordedEvent, VersionPromoted]] = field(default_factory=list)
     scheme: VersionScheme = SEQUENCE
+    rules: tuple[Mapping[str, Any], ...] = ()  # the artifact's promotion policy
+    # Promotion requests and approvals by version number: (digest, actor); an approval binds
+    # to the exact content that was requested, and both end with the promotion.
+    requests: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    approvals: dict[int, tuple[str, str | None]] = field(default_factory=dict)
 
     def copy(self) -> ArtifactState:
         """Independent lists (versions themselves are immutable and shared)."""
-        return replace(self, versions=list(self.versions), promotions=list(self.promotions))
+        return replace(self, versions=list(self.versions), promotions=list(self.promotions),
+                       requests=dict(self.requests), approvals=dict(self.approvals))
 
     @property
     def exists(self) -> bool:
@@ -121,12 +133,20 @@ class ArtifactState:
             self.versions.append(_new_version(self, event, recorded))
         elif isinstance(event, VersionSchemeSet):
             self.scheme = VersionScheme(event.kind, event.template)
+        elif isinstance(event, PromotionPolicySet):
+            self.rules = event.rules
+        elif isinstance(event, PromotionRequested):
+            self.requests[event.number] = (event.digest, recorded.metadata.get("actor"))
+        elif isinstance(event, PromotionApproved):
+            self.approvals[event.number] = (event.digest, recorded.metadata.get("actor"))
         elif isinstance(event, VersionPromoted):
             if self.production is not None:
                 self._set_stage(self.production, Stage.SUPERSEDED)
             self._set_stage(event.number, Stage.PRODUCTION)
             self.production = event.number
             self.promotions.append((recorded, event))
+            self.requests.pop(event.number, None)
+            self.approvals.pop(event.number, None)
         elif isinstance(event, VersionWithdrawn):
             self._set_stage(event.number, Stage.WITHDRAWN)
         return self
@@ -227,16 +247,61 @@ def decide_scheme(state: ArtifactState, kind: str, template: str | None
 
 
 def decide_promote(
-    state: ArtifactState, ref: VersionRef, reason: str | None
+    state: ArtifactState, ref: VersionRef, reason: str | None, *,
+    checks: Sequence[PolicyCheck] = (), override: bool = False, approved_by: str | None = None,
 ) -> VersionPromoted | None:
-    """None when the version already is in production (promote is idempotent)."""
+    """None when the version already is in production (promote is idempotent). ``checks``
+    are the policies' verdicts; any failure refuses the promotion unless an admin overrides
+    it, which needs a reason and is recorded."""
+    version = promotable(state, ref)
+    if version is None:
+        return None
+    failed = [c for c in checks if not c.passed]
+    if failed and not override:
+        raise PolicyRefused(
+            f"promoting {version.key} is refused by policy: "
+            + "; ".join(f"{c.rule} ({c.reason})" for c in failed),
+            failed=[c.rule for c in failed])
+    if override and not reason:
+        raise ValidationError("an override needs a reason; it is recorded with the promotion")
+    return VersionPromoted(number=version.number, previous=state.production, reason=reason,
+                           override=override and bool(failed), approved_by=approved_by)
+
+
+def promotable(state: ArtifactState, ref: VersionRef) -> VersionState | None:
+    """The version to promote, None if it already is PRODUCTION; refuses WITHDRAWN."""
     version = state.resolve(ref)
     if version.stage is Stage.PRODUCTION:
         return None
     if version.stage is Stage.WITHDRAWN:
         raise StageRuleViolation(
             f"{version.key} is withdrawn and can no longer be promoted", stage=version.stage)
-    return VersionPromoted(number=version.number, previous=state.production, reason=reason)
+    return version
+
+
+def decide_request(state: ArtifactState, ref: VersionRef, reason: str | None
+                   ) -> PromotionRequested | None:
+    version = promotable(state, ref)
+    if version is None:
+        return None
+    return PromotionRequested(version.number, version.digest, reason)
+
+
+def approval_for(state: ArtifactState, ref: VersionRef, approver: str | None
+                 ) -> PromotionApproved:
+    """An approval of the pending request for exactly this version, by someone else."""
+    version = state.resolve(ref)
+    request = state.requests.get(version.number)
+    if request is None:
+        raise StageRuleViolation(f"{version.key} has no pending promotion request; "
+                                 "requestPromotion first")
+    digest, requester = request
+    if digest != version.digest:
+        raise StageRuleViolation(f"the request for {version.key} was for other content")
+    if approver is None or approver == requester:
+        raise PolicyRefused(f"{version.key} must be approved by a second actor, not the "
+                            f"requester {requester!r}", failed=["approval"])
+    return PromotionApproved(version.number, version.digest)
 
 
 def decide_withdraw(

@@ -8,6 +8,7 @@
     │   ├── StreamVersionTaken                    a concurrent append won the race (retried)
     │   └── IdempotencyKeyTaken                   a concurrent request with the key won (retried)
     ├── StageRuleViolation           STAGE_RULE   promote/withdraw not allowed from this stage
+    ├── PolicyRefused                POLICY       a promotion policy failed (says which, why)
     ├── Unauthenticated              UNAUTHENTICATED
     ├── Forbidden                    FORBIDDEN
     ├── Timeout                      TIMEOUT      a bounded wait ran out; safe to retry
@@ -62,6 +63,11 @@ class IdempotencyKeyTaken(Conflict):
 
 class StageRuleViolation(ArtifactlogError):
     code = "STAGE_RULE"
+    http_status = 409
+
+
+class PolicyRefused(ArtifactlogError):
+    code = "POLICY"
     http_status = 409
 
 

@@ -47,6 +47,8 @@ class VersionPromoted:
     number: int
     previous: int | None
     reason: str | None = None
+    override: bool = False  # an admin promoted past failing policies (reason required)
+    approved_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,10 +65,35 @@ class VersionSchemeSet:
     template: str | None = None
 
 
-DomainEvent = VersionIngested | VersionPromoted | VersionWithdrawn | VersionSchemeSet
+@dataclass(frozen=True)
+class PromotionPolicySet:
+    type_name: ClassVar[str] = "PromotionPolicySet"
+    rules: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class PromotionRequested:
+    type_name: ClassVar[str] = "PromotionRequested"
+    number: int
+    digest: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PromotionApproved:
+    type_name: ClassVar[str] = "PromotionApproved"
+    number: int
+    digest: str
+
+
+DomainEvent = (VersionIngested | VersionPromoted | VersionWithdrawn | VersionSchemeSet
+               | PromotionPolicySet | PromotionRequested | PromotionApproved)
+# Events that change a version's stage or create one; the rest concern the artifact.
+VERSION_EVENTS = ("VersionIngested", "VersionPromoted", "VersionWithdrawn")
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
     cls.type_name: cls
-    for cls in (VersionIngested, VersionPromoted, VersionWithdrawn, VersionSchemeSet)
+    for cls in (VersionIngested, VersionPromoted, VersionWithdrawn, VersionSchemeSet,
+                PromotionPolicySet, PromotionRequested, PromotionApproved)
 }
 
 
@@ -86,6 +113,8 @@ def from_payload(type_name: str, payload: Mapping[str, Any]) -> DomainEvent:
     kwargs = {k: v for k, v in payload.items() if k in names}
     if cls is VersionIngested:
         kwargs["parents"] = tuple(VersionKey(**p) for p in kwargs.get("parents", ()))
+    if cls is PromotionPolicySet:
+        kwargs["rules"] = tuple(kwargs.get("rules", ()))
     return cls(**kwargs)
 
 

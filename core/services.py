@@ -13,7 +13,6 @@ from typing import Any
 from core.artifact import (
     ArtifactState,
     VersionState,
-    decide_promote,
     decide_scheme,
     decide_withdraw,
     fold,
@@ -24,6 +23,7 @@ from core.commands import IngestVersion, PromoteVersion, WithdrawVersion
 from core.errors import Conflict, LimitExceeded, NotFound, StreamVersionTaken
 from core.events import DomainEvent, NewEvent, RecordedEvent, VersionKey
 from core.ports import AppendBatch, EventStore
+from core.promotion import Promotions
 from core.state_cache import StateCache
 
 # Each replay step carries the whole folded state, so the answer grows with the square of
@@ -72,23 +72,10 @@ class ArtifactService:
     def _batch(self) -> BatchIngest:
         return BatchIngest(self.store, self.load, self.max_content_bytes)
 
-    async def promote(self, cmd: PromoteVersion) -> PromoteResult:
-        """Make a version PRODUCTION; the previous production version becomes SUPERSEDED."""
-        for _ in range(MAX_ATTEMPTS):
-            state = await self.load_existing(cmd.ref.namespace, cmd.ref.name)
-            decided = decide_promote(state, cmd.ref, cmd.reason)
-            if decided is None:
-                version = state.resolve(cmd.ref)
-                recorded, _ = state.promotions[-1]
-                return PromoteResult(version, None, recorded.position)
-            try:
-                recorded = await self._append(state, decided, cmd.actor)
-            except StreamVersionTaken:
-                continue
-            # Read after the event is folded in, so the previous version shows SUPERSEDED.
-            previous = state.version(decided.previous) if decided.previous else None
-            return PromoteResult(state.resolve(cmd.ref), previous, recorded.position)
-        raise Conflict(f"{cmd.ref} changed too often to promote; try again")
+    async def promote(self, cmd: PromoteVersion, *, override: bool = False) -> PromoteResult:
+        """Make a version PRODUCTION (the previous one becomes SUPERSEDED) if the promotion
+        policies pass, or an admin overrides them with a recorded reason."""
+        return await Promotions(self).promote(cmd, override=override)
 
     async def withdraw(self, cmd: WithdrawVersion) -> WithdrawResult:
         """Mark a DRAFT or SUPERSEDED version WITHDRAWN."""
@@ -189,15 +176,17 @@ class ArtifactService:
     async def _append(
         self, state: ArtifactState, event: DomainEvent, actor: str | None
     ) -> RecordedEvent:
-        recorded = await self.store.append(AppendBatch([self._new_event(state, event, actor)]))
+        recorded = await self.store.append(AppendBatch([self.new_event(state, event, actor)]))
         state.apply(recorded[0])
         return recorded[0]
 
     @staticmethod
-    def _new_event(
-        state: ArtifactState, event: DomainEvent, actor: str | None, **extra: Any
+    def new_event(
+        state: ArtifactState, event: DomainEvent, actor: str | None, *, offset: int = 1,
+        **extra: Any,
     ) -> NewEvent:
+        """The envelope for ``event``, ``offset`` stream versions after the state's."""
         metadata = {"actor": actor, "correlationId": str(uuid.uuid4()), **extra}
-        return NewEvent(state.namespace, state.name, state.stream_version + 1, event,
+        return NewEvent(state.namespace, state.name, state.stream_version + offset, event,
                         {k: v for k, v in metadata.items() if v is not None})
 

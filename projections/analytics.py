@@ -26,11 +26,11 @@ from typing import Any
 from core.artifact import Stage
 from core.clickhouse import ClickHouse
 from core.events import (
+    VERSION_EVENTS,
     RecordedEvent,
     VersionIngested,
     VersionKey,
     VersionPromoted,
-    VersionSchemeSet,
 )
 from core.jetstream import partition_of
 from core.settings import Settings
@@ -247,7 +247,7 @@ def needed_versions(events: Sequence[RecordedEvent]) -> set[Key]:
     needed: set[Key] = set()
     for recorded in events:
         event = recorded.event
-        if isinstance(event, VersionSchemeSet):
+        if recorded.type not in VERSION_EVENTS:
             continue  # about the artifact, not a version
         key = (recorded.namespace, recorded.name, event.number)
         if isinstance(event, VersionIngested):
@@ -267,11 +267,11 @@ def derive(
     rows: dict[str, list[Row]] = {table: [] for table in COLUMNS}
     for recorded in events:
         event, ns, name = recorded.event, recorded.namespace, recorded.name
-        if isinstance(event, VersionSchemeSet):  # no version row: only the event itself
+        if recorded.type not in VERSION_EVENTS:  # about the artifact: only the event itself
             rows["events"].append([
                 recorded.position, recorded.event_id, recorded.type, ns, name, "",
-                recorded.stream_version, partition, "", 0, 0, "", None, actor_of(recorded),
-                utc(recorded.recorded_at)])
+                recorded.stream_version, partition, "", getattr(event, "number", 0), 0, "",
+                None, actor_of(recorded), utc(recorded.recorded_at)])
             continue
         key = (ns, name, event.number)
         if isinstance(event, VersionIngested):

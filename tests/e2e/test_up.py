@@ -198,6 +198,20 @@ def test_inspection_commands_on_the_demo_data(home: Path) -> None:
         plain = up.cli("diff", "fraud/transactions@1", "fraud/transactions@2")
         assert "\033[" not in plain.stdout  # no colour when piped
         assert "records  added    6" in plain.stdout
+        policy = up.cli("policy", "fraud/scorer",
+                        '[{"type": "metadata", "expr": "metrics.auc >= 0.95"}]')
+        assert policy.returncode == 0, policy.stderr
+        ingested = up.cli("ingest", "fraud/scorer", "-", "--as", "json",
+                          "--metadata", '{"metrics": {"auc": 0.93}}', stdin='{"w": 2}')
+        assert ingested.returncode == 0, ingested.stderr
+        dry = up.cli("promote", "fraud/scorer", "2", "--dry-run")
+        assert dry.returncode == 3
+        assert "FAIL  metadata: metrics.auc >= 0.95: 0.93 >= 0.95 does not hold" in dry.stdout
+        refused = up.cli("promote", "fraud/scorer", "2")
+        assert refused.returncode == 2
+        assert "[POLICY]" in refused.stderr
+        forced = up.cli("promote", "fraud/scorer", "2", "--override", "--reason", "hotfix")
+        assert forced.returncode == 0, forced.stderr
         trace = up.cli("replay", "--artifact", "fraud/transactions")
         assert trace.returncode == 0, trace.stderr
         assert [line.split()[2] for line in trace.stdout.splitlines()] == [
