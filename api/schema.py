@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import AsyncGenerator, Iterator
@@ -14,10 +15,12 @@ from graphql import GraphQLError
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import AddValidationRules, SchemaExtension
 from strawberry.scalars import JSON
+from strawberry.tools import merge_types
 
 from api.context import Info
 from api.limits import LIMIT_MESSAGES, graphql_limits
 from api.pagination import decode_cursor, encode_cursor, page_size
+from api.schema_registry_gql import SchemaMutations, SchemaQueries
 from api.types import (
     AnalyticsResult,
     Artifact,
@@ -402,8 +405,8 @@ def _coded(error: GraphQLError) -> GraphQLError:
 
 
 def _jsonable(details: dict[str, object]) -> dict[str, object]:
-    return {k: v if isinstance(v, (int, str, float, bool)) else str(v)
-            for k, v in details.items()}
+    """Details as JSON: scalars, and lists/objects of them (e.g. each violation's pointer)."""
+    return {k: json.loads(json.dumps(v, default=str)) for k, v in details.items()}
 
 
 class ArtifactlogSchema(strawberry.Schema):
@@ -424,8 +427,9 @@ def make_schema(settings: Settings) -> ArtifactlogSchema:
     if not settings.graphql_introspection:
         extensions += [lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]),
                        HideSuggestions]
-    return ArtifactlogSchema(query=Query, mutation=Mutation, subscription=Subscription,
-                             extensions=extensions)
+    return ArtifactlogSchema(query=merge_types("Query", (Query, SchemaQueries)),
+                             mutation=merge_types("Mutation", (Mutation, SchemaMutations)),
+                             subscription=Subscription, extensions=extensions)
 
 
 class HideSuggestions(SchemaExtension):

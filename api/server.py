@@ -29,6 +29,7 @@ from core.history_pg import HistoryReader
 from core.ingest_nats import NatsIngestWorker
 from core.jetstream import JetStreamPublisher, connect, ensure_stream
 from core.relay import Relay
+from core.schema_registry import SchemaRegistry
 from core.services import ArtifactService
 from core.settings import Settings
 from projections.analytics import AnalyticsProjection
@@ -115,7 +116,8 @@ def build_services(pool: AsyncConnectionPool, js: JetStreamContext, settings: Se
                    projections: dict[str, Projection],
                    analytics: ReadOnlySql | None = None) -> Services:
     store = PostgresEventStore(pool)
-    artifacts = ArtifactService(store, max_content_bytes=settings.max_content_bytes)
+    artifacts = ArtifactService(store, max_content_bytes=settings.max_content_bytes,
+                                schemas=SchemaRegistry(pool))
     return Services(
         artifacts=artifacts,
         history=HistoryQueries(HistoryReader(pool), artifacts,

@@ -58,6 +58,8 @@ BULK_GROUP_SIZE = 100
 MAX_ATOMIC_COMMANDS = 1000
 
 Loader = Callable[[str, str], Awaitable[ArtifactState]]
+# Checks content against the artifact's registered schema; raises to refuse the command.
+ContentCheck = Callable[[IngestVersion, ArtifactState, Content], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -109,10 +111,12 @@ class _Decision:
 class BatchIngest:
     """Decides and appends one call's commands (see the module docstring)."""
 
-    def __init__(self, store: EventStore, load: Loader, max_content_bytes: int) -> None:
+    def __init__(self, store: EventStore, load: Loader, max_content_bytes: int,
+                 check: ContentCheck | None = None) -> None:
         self.store = store
         self.load = load
         self.max_content_bytes = max_content_bytes
+        self.check = check
         # One id for every event of the call: "these were ingested together".
         self.correlation_id = str(uuid.uuid4())
 
@@ -138,7 +142,7 @@ class BatchIngest:
                 f"an atomic batch holds at most {MAX_ATOMIC_COMMANDS} commands, got {len(items)}"
             ))]
         for attempt in range(MAX_ATTEMPTS):
-            plan = _Plan(self.store, self.load, self.correlation_id)
+            plan = _Plan(self.store, self.load, self.correlation_id, self.check)
             decisions = []
             for item in items:
                 try:
@@ -156,7 +160,7 @@ class BatchIngest:
 
     async def _group(self, items: list[_Item]) -> list[IngestOutcome]:
         for attempt in range(MAX_ATTEMPTS):
-            plan = _Plan(self.store, self.load, self.correlation_id)
+            plan = _Plan(self.store, self.load, self.correlation_id, self.check)
             decisions = [await plan.try_decide(item) for item in items]
             try:
                 recorded = await plan.commit()
@@ -175,10 +179,12 @@ class _Plan:
     """One attempt at a batch or group: the states it read, and what its commands decided so
     far, applied provisionally to those states so that later commands see them."""
 
-    def __init__(self, store: EventStore, load: Loader, correlation_id: str) -> None:
+    def __init__(self, store: EventStore, load: Loader, correlation_id: str,
+                 check: ContentCheck | None = None) -> None:
         self.store = store
         self.load = load
         self.correlation_id = correlation_id
+        self.check = check
         self.states: dict[tuple[str, str], ArtifactState] = {}
         self.claims: dict[str, IdempotencyClaim] = {}  # keys first used in this plan
         self.created: set[VersionKey] = set()
@@ -204,6 +210,8 @@ class _Plan:
         if cmd.idempotency_key and (claim := await self._claim(cmd.idempotency_key)):
             return await self._replayed(claim, fingerprint)
         state = await self.state(cmd.namespace, cmd.name)
+        if self.check is not None:  # after the key replay: an accepted retry is not re-judged
+            await self.check(cmd, state, content)
         decided = decide_ingest(state, cmd, content, parents,
                                 derived_bump=await self._derived_bump(state, cmd, content))
         position: int | None = None  # a version of this plan: the append fills it in

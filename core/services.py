@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from core.artifact import (
+    DEFAULT_KIND,
     ArtifactState,
     VersionState,
     decide_scheme,
@@ -20,10 +21,12 @@ from core.artifact import (
 )
 from core.batch import MAX_ATTEMPTS, BatchIngest, IngestOutcome, IngestResult
 from core.commands import IngestVersion, PromoteVersion, WithdrawVersion
+from core.content import Content, decode_content
 from core.errors import Conflict, LimitExceeded, NotFound, StreamVersionTaken
 from core.events import DomainEvent, NewEvent, RecordedEvent, VersionKey
 from core.ports import AppendBatch, EventStore
 from core.promotion import Promotions
+from core.schema_registry import SchemaRegistry
 from core.state_cache import StateCache
 
 # Each replay step carries the whole folded state, so the answer grows with the square of
@@ -46,10 +49,12 @@ class WithdrawResult:
 
 class ArtifactService:
     def __init__(self, store: EventStore, *, max_content_bytes: int,
-                 states: StateCache | None = None) -> None:
+                 states: StateCache | None = None, schemas: SchemaRegistry | None = None
+                 ) -> None:
         self.store = store
         self.max_content_bytes = max_content_bytes
         self.states = states if states is not None else StateCache()
+        self.schemas = schemas
 
     async def ingest(self, cmd: IngestVersion) -> IngestResult:
         """Append a new version, or return the one an idempotency key or identical content
@@ -70,7 +75,19 @@ class ArtifactService:
         return outcomes
 
     def _batch(self) -> BatchIngest:
-        return BatchIngest(self.store, self.load, self.max_content_bytes)
+        check = self._check_schema if self.schemas is not None else None
+        return BatchIngest(self.store, self.load, self.max_content_bytes, check)
+
+    async def _check_schema(self, cmd: IngestVersion, state: ArtifactState,
+                            content: Content) -> None:
+        """Content must match the schema registered for the artifact (or its namespace and
+        kind); a refusal is recorded for analytics by producer."""
+        assert self.schemas is not None
+        data: Any = (decode_content(content.data, "json") if content.content_type == "json"
+                     else None)
+        await self.schemas.validate_ingest(
+            cmd.namespace, cmd.name, cmd.kind or state.kind or DEFAULT_KIND, content=data,
+            content_type=content.content_type, producer=cmd.producer, actor=cmd.actor)
 
     async def promote(self, cmd: PromoteVersion, *, override: bool = False) -> PromoteResult:
         """Make a version PRODUCTION (the previous one becomes SUPERSEDED) if the promotion
