@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from api import cli_inspect, cli_promotion
+from api import cli_inspect, cli_promotion, cli_registry
 from artifactlog import Client
 from core.errors import ArtifactlogError, ValidationError
 from core.settings import Settings
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(handler=cmd_ingest)
 
     cli_promotion.register(sub, lambda: client(Settings.from_env()))
+    cli_registry.register(sub, lambda: client(Settings.from_env()))
 
     history = sub.add_parser("history", help="list an artifact's versions")
     history.add_argument("artifact", metavar="NAMESPACE/NAME")

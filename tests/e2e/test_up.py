@@ -212,6 +212,16 @@ def test_inspection_commands_on_the_demo_data(home: Path) -> None:
         assert "[POLICY]" in refused.stderr
         forced = up.cli("promote", "fraud/scorer", "2", "--override", "--reason", "hotfix")
         assert forced.returncode == 0, forced.stderr
+        schema = home.parent / "scorer.schema.json"
+        schema.write_text(json.dumps({"type": "object", "required": ["w"],
+                                      "properties": {"w": {"type": "number"}}}))
+        registered = up.cli("registry", "register", "artifact:fraud/scorer", str(schema))
+        assert registered.stdout.strip() == "artifact:fraud/scorer version 1", registered.stderr
+        rejected = up.cli("ingest", "fraud/scorer", "-", "--as", "json", stdin='{"w": "x"}')
+        assert rejected.returncode == 2
+        assert "/w: 'x' is not of type 'number'" in rejected.stderr
+        listed = up.cli("registry", "rejections", "fraud", "--name", "scorer")
+        assert "artifact:fraud/scorer@1  1 violation(s)" in listed.stdout
         trace = up.cli("replay", "--artifact", "fraud/transactions")
         assert trace.returncode == 0, trace.stderr
         assert [line.split()[2] for line in trace.stdout.splitlines()] == [
