@@ -176,3 +176,29 @@ async def test_introspection_off_hides_the_schema(store: PostgresEventStore,
         assert body["errors"]
         typo = await gql(http, "query { statu { headPosition } }")
         assert "Did you mean" not in typo["errors"][0]["message"]
+
+
+async def test_impact_lists_production_versions_downstream_over_three_levels(
+    http: httpx.AsyncClient, names: str
+) -> None:
+    def parent(name: str) -> list[dict[str, Any]]:
+        return [{"namespace": names, "name": name}]
+
+    await ingest(http, names, "raw", content=[1])
+    await ingest(http, names, "clean", content=[2], parents=parent("raw"))
+    await ingest(http, names, "model", content={"m": 1}, parents=parent("clean"))
+    await ingest(http, names, "report", content={"r": 1}, parents=parent("clean"))
+    last = await ingest(http, names, "dashboard", content={"d": 1}, parents=parent("model"))
+    promote = "mutation($r: VersionRefInput!) { promote(ref: $r) { position } }"
+    for name in ("model", "dashboard"):
+        last = (await gql(http, promote, r={"namespace": names, "name": name}))["data"][
+            "promote"]
+    await gql(http, "query($ns: String!, $m: Int) { artifact(namespace: $ns, name:"
+              " \"dashboard\", minPosition: $m) { name } }", ns=names, m=last["position"])
+    await gql(http, "query($ns: String!, $m: Int) { artifact(namespace: $ns, name:"
+              " \"model\", minPosition: $m) { name } }", ns=names, m=last["position"])
+    impact = await gql(http, """query($ref: VersionRefInput!) { impact(ref: $ref) {
+        name number stage } }""", ref={"namespace": names, "name": "raw"})
+    assert impact["data"]["impact"] == [
+        {"name": "dashboard", "number": 1, "stage": "PRODUCTION"},
+        {"name": "model", "number": 1, "stage": "PRODUCTION"}]  # report is only a DRAFT
