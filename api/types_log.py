@@ -108,6 +108,8 @@ class Change:
     path: str
     before: JSON | None
     after: JSON | None
+    count: int = strawberry.field(description="Rows this change stands for (a multiset diff "
+                                  "of identical rows); 1 otherwise.")
 
 
 @strawberry.type
@@ -139,6 +141,11 @@ class Diff:
     def identical(self) -> bool:
         return self.comparison.identical
 
+    @strawberry.field(description="More changes exist than `changes` pages through (the "
+                      "first 10,000 are kept); `summary` still counts them all.")
+    def truncated(self) -> bool:
+        return self.comparison.truncated
+
     @strawberry.field(description="Counts per section and op.")
     def summary(self) -> JSON:
         return self.comparison.summary
@@ -160,4 +167,4 @@ class Diff:
 
 def _change(change: DomainChange) -> Change:
     return Change(section=change.section, op=change.op, path=change.path,
-                  before=change.before, after=change.after)
+                  before=change.before, after=change.after, count=change.count)

@@ -4,15 +4,19 @@ Sections: ``metadata`` and ``content`` (structural JSON diff with JSON-pointer p
 elements are matched as a sequence, so an insertion in a long list is one ``add``, not a
 ``replace`` per shifted element), ``schema`` and ``records`` (a list of JSON objects: columns
 added/removed/retyped, and rows keyed by the declared key, or a multiset diff without one),
-``text`` (a unified diff) and ``blob`` (digest and size only).
+``text`` (a unified diff) and ``blob`` (digest and size only). The records diff itself
+streams through a temporary store and lives in ``core.records_diff``.
+
+List paths read like a two-column diff, not a sequential JSON Patch: a ``remove`` points at
+the element's index in ``before``, an ``add`` at its index in ``after``. A moved element is
+one ``remove`` at its old index and one ``add`` at its new one.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +28,7 @@ class Change:
     path: str
     before: Any = None
     after: Any = None
+    count: int = 1  # rows this change stands for: a multiset diff reports each distinct row once
 
 
 def pointer(path: str, token: str | int) -> str:
@@ -49,7 +54,7 @@ def json_diff(before: Any, after: Any, section: str, path: str = "") -> Iterator
 
 def _list_diff(before: list[Any], after: list[Any], section: str, path: str
                ) -> Iterator[Change]:
-    keys = [_canonical(v) for v in before], [_canonical(v) for v in after]
+    keys = [canonical(v) for v in before], [canonical(v) for v in after]
     matcher = difflib.SequenceMatcher(a=keys[0], b=keys[1], autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "replace" and i2 - i1 == j2 - j1:
@@ -63,8 +68,14 @@ def _list_diff(before: list[Any], after: list[Any], section: str, path: str
                 yield Change(section, "add", pointer(path, j), None, after[j])
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+# Built once: json.dumps with options builds a new encoder per call, which dominates the cost
+# of encoding a million small rows.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+def canonical(value: Any) -> str:
+    """Key-sorted compact JSON: equal values encode equally (1 and 1.0 do not)."""
+    return _CANONICAL(value)
 
 
 def is_records(value: Any) -> bool:
@@ -75,19 +86,27 @@ def schema_of(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """Column -> JSON type name (the set of types seen, joined with '|')."""
     seen: dict[str, set[str]] = {}
     for row in records:
-        for column, value in row.items():
-            seen.setdefault(column, set()).add(_type_name(value))
+        observe(seen, row, map(type, row.values()))
+    return schema_from(seen)
+
+
+def observe(seen: dict[str, set[str]], columns: Iterable[str], types: Iterable[type]) -> None:
+    """Add the JSON type names of one row's values (given by Python type) to ``seen``."""
+    for column, kind in zip(columns, types, strict=True):
+        names = seen.get(column)
+        if names is None:
+            names = seen[column] = set()
+        names.add(_TYPE_NAMES.get(kind, "unknown"))
+
+
+def schema_from(seen: Mapping[str, set[str]]) -> dict[str, str]:
     return {c: "|".join(sorted(t)) for c, t in seen.items()}
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), "unknown")
+# By exact type, not isinstance: a lookup per value is what a million-row diff can afford,
+# and bool must not count as a number. Decoded JSON and CSV values are exactly these types.
+_TYPE_NAMES: dict[type, str] = {type(None): "null", bool: "boolean", int: "number",
+                                float: "number", str: "string", list: "array", dict: "object"}
 
 
 def schema_diff(before: Mapping[str, str], after: Mapping[str, str]) -> Iterator[Change]:
@@ -98,39 +117,6 @@ def schema_diff(before: Mapping[str, str], after: Mapping[str, str]) -> Iterator
             yield Change("schema", "add", pointer("", column), None, after[column])
         elif before[column] != after[column]:
             yield Change("schema", "replace", pointer("", column), before[column], after[column])
-
-
-def records_diff(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]],
-                 key: Sequence[str] | None) -> Iterator[Change]:
-    yield from schema_diff(schema_of(before), schema_of(after))
-    if not key:
-        yield from _multiset_diff(before, after)
-        return
-    old = {_key_of(r, key): r for r in before}
-    new = {_key_of(r, key): r for r in after}
-    for k in sorted(set(old) | set(new)):
-        if k not in new:
-            yield Change("records", "removed", k, old[k], None)
-        elif k not in old:
-            yield Change("records", "added", k, None, new[k])
-        elif old[k] != new[k]:
-            yield Change("records", "changed", k, old[k], new[k])
-
-
-def _key_of(row: Mapping[str, Any], key: Sequence[str]) -> str:
-    values = [row.get(column) for column in key]
-    return ",".join("" if v is None else str(v) for v in values)
-
-
-def _multiset_diff(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]
-                   ) -> Iterator[Change]:
-    old, new = Counter(map(_canonical, before)), Counter(map(_canonical, after))
-    for row, count in sorted((old - new).items()):
-        for _ in range(count):
-            yield Change("records", "removed", "", json.loads(row), None)
-    for row, count in sorted((new - old).items()):
-        for _ in range(count):
-            yield Change("records", "added", "", None, json.loads(row))
 
 
 def text_diff(before: str, after: str, labels: tuple[str, str]) -> Iterator[Change]:
@@ -153,9 +139,29 @@ def semver_bump(before: Any, after: Any) -> str:
     return "PATCH"
 
 
-def summarize(changes: Sequence[Change]) -> dict[str, dict[str, int]]:
+@dataclass(frozen=True)
+class Collected:
+    changes: list[Change]  # the first ``limit`` changes, in order
+    summary: dict[str, dict[str, int]]  # section -> op -> count, over all changes
+    total: int  # all changes, kept or not
+    truncated: bool  # there were more than ``limit``: ``changes`` misses some
+
+
+def collect(changes: Iterable[Change], limit: int) -> Collected:
+    """Count every change (by ``count``, so rows for records) but keep only the first
+    ``limit``: a diff of two large datasets can have millions of changes, and only their
+    counts and a pageable prefix are worth holding."""
+    kept: list[Change] = []
     summary: dict[str, dict[str, int]] = {}
+    total = 0
     for change in changes:
         ops = summary.setdefault(change.section, {})
-        ops[change.op] = ops.get(change.op, 0) + 1
-    return summary
+        ops[change.op] = ops.get(change.op, 0) + change.count
+        total += 1
+        if total <= limit:
+            kept.append(change)
+    return Collected(kept, summary, total, total > limit)
+
+
+def summarize(changes: Iterable[Change]) -> dict[str, dict[str, int]]:
+    return collect(changes, 0).summary

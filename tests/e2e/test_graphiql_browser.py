@@ -11,11 +11,9 @@ import json
 import os
 import shutil
 import signal
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -59,33 +57,16 @@ class Server:
     token: str
 
 
-def drain(stream: IO[str] | None) -> threading.Thread:
-    """Read a pipe of the server to its end: a full pipe would block the server mid-test."""
-    def run() -> None:
-        if stream is not None:
-            for _ in stream:
-                pass
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("graphiql") / "home"
     try:
         up = Up(home, free_port())
-        readers = [drain(up.proc.stdout), drain(up.proc.stderr)]
         try:
             state = json.loads((home / "state.json").read_text())
             yield Server(state["api_url"].rstrip("/"), state["token"])
         finally:
-            up.proc.send_signal(signal.SIGTERM)
-            up.proc.wait(30)
-            for reader in readers:  # pipes close only once their readers reached EOF
-                reader.join(5)
-            up.stop()
+            up.stop(signal.SIGTERM)
     finally:
         for pid in pids_using(home):  # never leave servers behind, even on failure
             os.kill(pid, signal.SIGKILL)

@@ -7,9 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -64,6 +66,9 @@ class Up:
             self.proc.kill()
             errors = self.proc.stderr.read() if self.proc.stderr else ""
             raise AssertionError(f"not ready: {line!r} {errors}")
+        # Nobody reads the server's pipes after the ready line, and a full pipe would block
+        # the server mid-test: drain them until it exits.
+        self.readers = [drain(self.proc.stdout), drain(self.proc.stderr)]
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*artifactlog_cmd(), *args], env=self.env, input=stdin,
@@ -72,10 +77,24 @@ class Up:
     def stop(self, sig: int = signal.SIGTERM) -> int:
         self.proc.send_signal(sig)
         code = self.proc.wait(30)
+        for reader in self.readers:  # a pipe closes only once its reader reached EOF
+            reader.join(5)
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream:
                 stream.close()
         return code
+
+
+def drain(stream: IO[str] | None) -> threading.Thread:
+    """Read a pipe to its end in the background."""
+    def run() -> None:
+        if stream is not None:
+            for _ in stream:
+                pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 @pytest.fixture
