@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import psycopg
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -41,6 +42,16 @@ class ArtifactlogGraphQL(GraphQL):
         super().__init__(make_schema(settings), graphql_ide="graphiql")
         self.services = services
         self.tokens = tokens
+
+    def decode_json(self, data: str | bytes) -> object:
+        """strawberry answers 400 only for JSONDecodeError; bodies that are not UTF-8,
+        integers past Python's digit limit and absurd nesting are bad requests too."""
+        try:
+            return super().decode_json(data)
+        except json.JSONDecodeError:
+            raise
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise json.JSONDecodeError(f"not valid JSON: {exc}", "", 0) from exc
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """strawberry's page with its assets served by us: it must load without internet."""
@@ -91,6 +102,8 @@ def create_app(services: Services, settings: Settings, tokens: TokenService) -> 
             result = await services.analytics.run(query)
         except ArtifactlogError as exc:
             return error_response(exc)
+        except psycopg.OperationalError:
+            return error_response(Unavailable("the database is unavailable; retry"))
         return JSONResponse({"columns": result.columns, "types": result.types,
                              "rows": result.rows})
 
@@ -102,9 +115,13 @@ def create_app(services: Services, settings: Settings, tokens: TokenService) -> 
             principal = context.require(Scope.WRITE)
         except ArtifactlogError as exc:
             return error_response(exc)
-        return await handle_bulk(
-            request, services.artifacts, actor=principal.name,
-            check=lambda cmd: principal.require(Scope.WRITE, cmd.namespace))
+        try:
+            return await handle_bulk(
+                request, services.artifacts, actor=principal.name,
+                check=lambda cmd: principal.require(Scope.WRITE, cmd.namespace))
+        except psycopg.OperationalError:
+            return error_response(Unavailable("the database is unavailable; retry (lines "
+                                              "with idempotency keys are safe to resend)"))
 
     app = Starlette(routes=[
         Route("/healthz", healthz),

@@ -10,6 +10,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any
 
+import psycopg
 import strawberry
 from graphql import GraphQLError
 from graphql.validation import NoSchemaIntrospectionCustomRule
@@ -394,6 +395,9 @@ def _coded(error: GraphQLError) -> GraphQLError:
     if isinstance(original, ArtifactlogError):
         extensions = {"code": original.code, **_jsonable(original.details)}
         message = original.message
+    elif isinstance(original, psycopg.OperationalError):  # includes the pool's timeout
+        extensions = {"code": "UNAVAILABLE"}
+        message = "the database is unavailable; retry (an idempotency key makes it safe)"
     elif original is None and any(m in error.message for m in LIMIT_MESSAGES):
         extensions, message = {"code": "LIMIT"}, error.message
     elif original is None or isinstance(original, GraphQLError):
@@ -413,7 +417,8 @@ class ArtifactlogSchema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: object = None) -> None:
         # Refusals (bad input, not found, conflicts) are answers, not server faults: only
         # unexpected errors deserve a traceback in the log.
-        unexpected = [e for e in errors if not isinstance(e.original_error, ArtifactlogError)
+        unexpected = [e for e in errors if not isinstance(
+            e.original_error, ArtifactlogError | psycopg.OperationalError)
                       and e.original_error is not None]
         if unexpected:
             super().process_errors(unexpected, execution_context)  # type: ignore[arg-type]

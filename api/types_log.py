@@ -50,8 +50,13 @@ class Event:
         return self.record.recorded_at
 
     @strawberry.field
-    def payload(self) -> JSON:
-        return dict(self.record.payload)
+    def payload(self, info: Info) -> JSON:
+        payload = dict(self.record.payload)
+        if "parents" in payload:  # parents in namespaces this token may not read stay hidden
+            payload["parents"] = [p for p in payload["parents"]
+                                  if info.context.principal is not None
+                                  and info.context.principal.can_read(p["namespace"])]
+        return payload
 
     @strawberry.field
     def metadata(self) -> JSON | None:

@@ -193,6 +193,10 @@ def validate_ingest(cmd: IngestVersion) -> None:
         raise ValidationError("expectedVersion must be 0 (new artifact) or a version number")
     if cmd.idempotency_key is not None and not (0 < len(cmd.idempotency_key) <= 256):
         raise ValidationError("idempotencyKey must be 1-256 characters")
+    for field_name, value in (("kind", cmd.kind), ("producer", cmd.producer),
+                              ("idempotencyKey", cmd.idempotency_key)):
+        if value is not None and "\x00" in value:
+            raise ValidationError(f"{field_name} must not contain NUL characters")
     check_bump(cmd.bump)
     if cmd.scheme is not None:
         scheme_of(cmd.scheme, cmd.template)

@@ -41,6 +41,7 @@ from core.errors import (
     LimitExceeded,
     NotFound,
     StreamVersionTaken,
+    ValidationError,
 )
 from core.events import NewEvent, RecordedEvent, VersionIngested, VersionKey, to_payload
 from core.ports import AppendBatch, EventStore, IdempotencyClaim
@@ -87,11 +88,25 @@ class IngestOutcome:
 def validated_content(cmd: IngestVersion, max_content_bytes: int) -> Content:
     """Every check that needs nothing but the command, then its encoded content."""
     validate_ingest(cmd)
-    if cmd.metadata is not None and len(canonical_json(cmd.metadata)) > MAX_METADATA_BYTES:
-        raise LimitExceeded(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+    if cmd.metadata is not None:
+        encoded = canonical_json(cmd.metadata)
+        if len(encoded) > MAX_METADATA_BYTES:
+            raise LimitExceeded(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+        if _has_nul(cmd.metadata):  # Postgres jsonb cannot store NUL characters
+            raise ValidationError("metadata must not contain NUL characters (\\u0000)")
     return encode_content(
         content=cmd.content, text=cmd.text, content_base64=cmd.content_base64,
         media_type=cmd.media_type, max_bytes=max_content_bytes)
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 @dataclass(frozen=True)

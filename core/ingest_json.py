@@ -39,6 +39,8 @@ def parse_json(raw: bytes | str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise ValidationError(f"not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ValidationError("JSON nested too deeply") from exc
 
 
 def command_from_json(data: Any, *, actor: str | None) -> IngestVersion:
