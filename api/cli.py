@@ -24,7 +24,10 @@ REBUILD = """mutation($name: String!, $from: Int) {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] == ["bench"]:  # the suite parses its own options, --help included
+        return run_bench(words[1:])
+    args = build_parser().parse_args(words)
     logging.basicConfig(level=os.environ.get("ARTIFACTLOG_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -118,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.set_defaults(handler=cmd_token_revoke)
     token_sub.add_parser("list", help="list tokens (never their secrets)").set_defaults(
         handler=cmd_token_list)
+
+    sub.add_parser("bench", help="the benchmark suite: artifactlog bench [SCENARIO ...] "
+                   "[--quick] (from a checkout; see BENCHMARKS.md)")
 
     schema = sub.add_parser("schema", help="print the GraphQL schema (SDL)")
     schema.set_defaults(handler=cmd_schema)
@@ -345,6 +351,18 @@ def database_url_for_cli(settings: Settings) -> str:
     from core.runtime import DATABASE
 
     return f"postgresql://postgres@127.0.0.1:{port}/{DATABASE}"
+
+
+def run_bench(argv: list[str]) -> int:
+    if Path("bench/suite.py").exists():  # a checkout: the console script does not see it
+        sys.path.insert(0, os.getcwd())
+    try:
+        from bench.suite import main as bench_main
+    except ImportError:  # bench/ lives in the repository, not in the package
+        print("error: the benchmark suite runs from a checkout of the repository: "
+              "python -m bench [SCENARIO ...] [--quick]", file=sys.stderr)
+        return 2
+    return bench_main(argv)
 
 
 def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
