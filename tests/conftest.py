@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -23,6 +24,7 @@ from core.eventlog_pg import PostgresEventStore
 from core.runtime import EmbeddedNats, EmbeddedPostgres, free_port
 from core.services import ArtifactService
 from core.settings import ENVIRONMENT, Settings
+from tests.faults import figures as figures_module
 
 
 @dataclass
@@ -140,3 +142,19 @@ def fresh_settings(engines: Engines) -> Settings:
     migrate(url)
     return engines.settings(database_url=url, stream_name=f"T_{suffix}",
                             subject_prefix=f"t{suffix}.events")
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """What the test measured; saved (and printed at the end) even when the test fails."""
+    found: dict[str, Any] = {}
+    yield found
+    figures_module.save(request.node.nodeid, found)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    lines = figures_module.summary_lines()
+    if lines:
+        terminalreporter.section("reliability figures")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
 
 from api.app import create_app
 from api.server import build_services
@@ -24,22 +22,6 @@ from core.settings import Settings
 from projections.analytics import AnalyticsProjection
 from projections.version_history import VersionHistoryProjection
 from tests.conftest import new_token
-from tests.faults import figures as figures_module
-
-
-@pytest.fixture
-def figures(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    found: dict[str, Any] = {}
-    yield found
-    figures_module.save(request.node.nodeid, found)
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    lines = figures_module.summary_lines()
-    if lines:
-        terminalreporter.section("reliability figures")
-        for line in lines:
-            terminalreporter.write_line(line)
 
 
 @contextlib.asynccontextmanager

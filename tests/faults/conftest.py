@@ -4,7 +4,6 @@ the history checker's observations, and the figures each test reports."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import subprocess
 import uuid
@@ -24,7 +23,6 @@ from projections.parking import ParkingLot
 from projections.runner import ProjectionWorker
 from projections.version_history import TABLES, VersionHistoryProjection
 from tests.conftest import role_process
-from tests.faults import figures as figures_module
 from tests.faults.checker import (
     History,
     Observed,
@@ -35,22 +33,6 @@ from tests.faults.checker import (
     status_of_code,
 )
 from tests.integration.streams import System, open_system
-
-
-@pytest.fixture
-def figures(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    """What the test measured; saved (and printed at the end) even when the test fails."""
-    found: dict[str, Any] = {}
-    yield found
-    figures_module.save(request.node.nodeid, found)
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    lines = figures_module.summary_lines()
-    if lines:
-        terminalreporter.section("reliability figures")
-        for line in lines:
-            terminalreporter.write_line(line)
 
 
 @pytest.fixture
@@ -69,19 +51,6 @@ def worker(system: System, projection: Any = None, **kwargs: Any) -> ProjectionW
                             ParkingLot(system.pool), rebalance_interval=0.2, **kwargs)
 
 
-@contextlib.asynccontextmanager
-async def running(*runs: Any) -> AsyncIterator[asyncio.Event]:
-    """Run ``run(stop)`` coroutines (relays, workers) until the block ends."""
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(run(stop)) for run in runs]
-    try:
-        yield stop
-    finally:
-        stop.set()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-    failures = [r for r in results if isinstance(r, BaseException)]
-    if failures:
-        raise failures[0]
 
 
 class Processes:

@@ -16,9 +16,9 @@ from core.runtime import EmbeddedNats, free_port
 from core.settings import Settings
 from projections.version_history import VersionHistoryProjection
 from tests.faults.checker import History, analyse, converge
-from tests.faults.conftest import history_checksum, observe, produce, running, worker
+from tests.faults.conftest import history_checksum, observe, produce, worker
 from tests.faults.figures import scale
-from tests.integration.streams import open_system, wait_until
+from tests.integration.streams import open_system, running, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -16,9 +16,9 @@ from core.events import NewEvent, VersionIngested
 from core.ports import AppendBatch
 from projections.version_history import VersionHistoryProjection
 from tests.faults.checker import History, analyse, converge
-from tests.faults.conftest import history_checksum, observe, running, worker
+from tests.faults.conftest import history_checksum, observe, worker
 from tests.faults.figures import scale
-from tests.integration.streams import System
+from tests.integration.streams import System, running
 
 pytestmark = pytest.mark.anyio
 

@@ -17,9 +17,9 @@ from nats.js.errors import NotFoundError
 from core.jetstream import JetStreamPublisher
 from projections.version_history import VersionHistoryProjection
 from tests.faults.checker import History, analyse, converge
-from tests.faults.conftest import Processes, history_checksum, observe, produce, running
+from tests.faults.conftest import Processes, history_checksum, observe, produce
 from tests.faults.figures import scale
-from tests.integration.streams import System, wait_until
+from tests.integration.streams import System, running, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

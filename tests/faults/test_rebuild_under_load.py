@@ -22,9 +22,9 @@ from tests.faults.checker import (
     clickhouse_duplicates,
     converge,
 )
-from tests.faults.conftest import history_checksum, observe, produce, running, worker
+from tests.faults.conftest import history_checksum, observe, produce, worker
 from tests.faults.figures import scale
-from tests.integration.streams import System
+from tests.integration.streams import System, running
 
 pytestmark = pytest.mark.anyio
 

@@ -86,3 +86,19 @@ async def wait_until(predicate: Any, within: float = 30.0, interval: float = 0.1
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def running(*runs: Any) -> AsyncIterator[asyncio.Event]:
+    """Run ``run(stop)`` coroutines (relays, workers) until the block ends; their errors
+    are raised once all have stopped."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(run(stop)) for run in runs]
+    try:
+        yield stop
+    finally:
+        stop.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        raise failures[0]

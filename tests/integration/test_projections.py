@@ -3,8 +3,6 @@ redelivery, scale-out, poison events, read-your-writes, status and rebuild."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -32,7 +30,7 @@ from projections.runner import ProjectionWorker
 from projections.status import projection_status
 from projections.version_history import TABLES, VersionHistoryProjection
 from tests.conftest import role_process
-from tests.integration.streams import System, open_system, wait_until
+from tests.integration.streams import System, open_system, running, wait_until
 from tests.integration.workload import append_interleaved, history
 
 pytestmark = pytest.mark.anyio
@@ -44,18 +42,6 @@ async def system(fresh_settings: Settings) -> AsyncIterator[System]:
         yield system
 
 
-@contextlib.asynccontextmanager
-async def running(*tasks_of: Any) -> AsyncIterator[asyncio.Event]:
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(run(stop)) for run in tasks_of]
-    try:
-        yield stop
-    finally:
-        stop.set()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-    failures = [r for r in results if isinstance(r, BaseException)]
-    if failures:
-        raise failures[0]
 
 
 def worker(system: System) -> ProjectionWorker:
