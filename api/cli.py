@@ -354,8 +354,9 @@ def database_url_for_cli(settings: Settings) -> str:
 
 
 def run_bench(argv: list[str]) -> int:
-    if Path("bench/suite.py").exists():  # a checkout: the console script does not see it
-        sys.path.insert(0, os.getcwd())
+    root = Path(__file__).resolve().parent.parent  # the checkout (editable install)
+    if (root / "bench" / "suite.py").exists():
+        sys.path.insert(0, str(root))
     try:
         from bench.suite import main as bench_main
     except ImportError:  # bench/ lives in the repository, not in the package

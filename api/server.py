@@ -144,6 +144,9 @@ async def serve(
     stop = asyncio.Event()
     stop_on_signals(stop)
     async with open_runtime(settings, role="api") as runtime:
+        # Tables first (idempotent DDL): "ready" must mean status and SQL already answer.
+        for projection in runtime.projections.values():
+            await projection.setup()
         tasks = []
         if with_relay:
             tasks.append(asyncio.create_task(runtime.relay().run(stop), name="relay"))

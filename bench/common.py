@@ -222,7 +222,7 @@ def _tree_cpu_seconds() -> float:
 
 def _busy_cpu_seconds() -> float:
     t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
 
 
 class ForeignLoad:

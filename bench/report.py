@@ -85,10 +85,15 @@ def row(head: str, m: dict[str, Any]) -> str:
     unit = m["unit"]
     spread = f"{number(m['min'])} - {number(m['max'])}" if m["min"] is not None else ""
     baseline = f"{number(m['baseline']['median'])}" if m.get("baseline") else ""
-    ratio = f"{m['ratio']:.0%}" if m.get("ratio") is not None else ""
+    ratio = percent(m["ratio"]) if m.get("ratio") is not None else ""
     met = {True: "✅", False: "❌", None: ""}[m.get("met")]
     return (f"| {head} | {m['name']} | {number(m['median'])} {unit} | {spread} | {baseline} | "
             f"{ratio} | {m.get('goal') or ''} | {met} |")
+
+
+def percent(ratio: float) -> str:
+    """Two significant digits below 10%: 0.46% is not 0%."""
+    return f"{ratio:.0%}" if ratio >= 0.1 else f"{100 * ratio:.2g}%"
 
 
 def number(value: float | None) -> str:
