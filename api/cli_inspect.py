@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from artifactlog import Client
+from artifactlog.refs import parse_ref
 from artifactlog.types import Diff, Lineage, Version
 
 REPLAY = """query($ns: String!, $name: String!, $v: Int, $p: Int) {
@@ -68,8 +69,7 @@ def diff_json(diff: Diff) -> dict[str, Any]:
 
 def cmd_lineage(args: argparse.Namespace, api: Client) -> int:
     if args.impact:
-        ref = api_ref(args.ref)
-        found = api.execute(IMPACT, {"ref": ref})["impact"]
+        found = api.execute(IMPACT, {"ref": parse_ref(args.ref).to_input()})["impact"]
         for v in found:
             print(f"{v['namespace']}/{v['name']}@{v['number']} ({v['label']}) {v['stage']}")
         if not found:
@@ -80,17 +80,6 @@ def cmd_lineage(args: argparse.Namespace, api: Client) -> int:
     print({"mermaid": mermaid, "dot": dot, "json": lineage_json, "text": text}[args.format](
         graph))
     return 0
-
-
-def api_ref(text: str) -> dict[str, Any]:
-    artifact, _, version = text.partition("@")
-    namespace, _, artifact_name = artifact.partition("/")
-    ref: dict[str, Any] = {"namespace": namespace, "name": artifact_name}
-    if version.isdigit():
-        ref["number"] = int(version)
-    elif version:
-        ref["label"] = version
-    return ref
 
 
 def name(version: Version) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from artifactlog import Client
+from artifactlog.refs import parse_ref
 from core.errors import PolicyRefused, ValidationError
 
 ClientFor = Callable[[], Client]
@@ -46,11 +47,8 @@ def register(sub: Any, client: ClientFor) -> None:
 
 
 def cmd_promote(args: argparse.Namespace, api: Client) -> int:
-    namespace, _, name = args.artifact.partition("/")
-    if not name:
-        raise ValidationError(f"expected NAMESPACE/NAME, got {args.artifact!r}")
-    ref = {"namespace": namespace, "name": name, "number": args.number}
-    where = f"{namespace}/{name}@{args.number}"
+    where = f"{args.artifact}@{args.number}"
+    ref = parse_ref(where).to_input()
     if args.dry_run:
         check = api.execute(CHECK, {"ref": ref})["promotionCheck"]
         for c in check["checks"]:

@@ -13,6 +13,7 @@ from core.artifact import (
     decide_promote,
     decide_request,
     fold,
+    promotable,
     validate_name,
 )
 from core.commands import PromoteVersion, VersionRef
@@ -83,7 +84,9 @@ class Promotions:
             if approving:
                 events.append(approval_for(state, cmd.ref, cmd.actor))
                 approver = cmd.actor
-            checks = await self._checks(state, cmd.ref, approved_by=approver)
+            # Already PRODUCTION: nothing to judge (and no policy reads to make).
+            checks = [] if promotable(state, cmd.ref) is None else await self._checks(
+                state, cmd.ref, approved_by=approver)
             decided = decide_promote(state, cmd.ref, cmd.reason, checks=checks,
                                      override=override, approved_by=approver)
             if decided is None:
@@ -115,8 +118,7 @@ class Promotions:
 
     async def _schema_breaks(self, production: VersionState | None,
                              candidate: VersionState) -> bool:
-        if production is None or "json" not in (production.content_type,) or (
-                candidate.content_type != "json"):
+        if production is None or {production.content_type, candidate.content_type} != {"json"}:
             return False
         before = decode_content(await self.artifacts.content_of(production), "json")
         after = decode_content(await self.artifacts.content_of(candidate), "json")

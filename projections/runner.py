@@ -19,17 +19,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import psycopg
 from nats.aio.msg import Msg
-from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import Error as JetStreamError
 from nats.js.errors import NotFoundError
 
 from core.events import RecordedEvent
 from core.jetstream import POSITION_HEADER, first_sequence_after, partition_subject
+from core.relay import RETRYABLE
 from core.settings import Settings
 from projections.base import Projection
 from projections.leases import PartitionLeases
@@ -37,8 +35,8 @@ from projections.parking import ParkingLot
 
 log = logging.getLogger("artifactlog.projections")
 
-TRANSIENT = (psycopg.OperationalError, NatsError, JetStreamError, OSError, TimeoutError,
-             ConnectionError)
+# The relay's list: a dependency that is down, not an event that is wrong.
+TRANSIENT = RETRYABLE
 RETRIES_BEFORE_NARROWING = 3
 
 
