@@ -1,4 +1,10 @@
-"""The Postgres event store: the event log, content-addressed content and idempotency keys.
+"""The Postgres event store: the event log and idempotency keys, with content bytes in a
+content store (core/ports.py ContentStore).
+
+Content. The Postgres content store joins the event transaction, so bytes and events commit
+together. Any other store (an object store) is written before the event transaction opens:
+content is addressed by its digest, so bytes written for a transaction that then fails are an
+unreferenced orphan that a later ingest of the same content reuses, never a wrong answer.
 
 Ordering strategy. Positions come from an identity column, i.e. a sequence, and sequences hand
 out values in *call* order, not *commit* order: a transaction that takes position 10 can commit
@@ -26,9 +32,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from core.content_store_pg import PostgresContentStore
 from core.errors import Conflict, IdempotencyKeyTaken, StreamVersionTaken
 from core.events import NewEvent, RecordedEvent, VersionKey, to_payload
-from core.ports import AppendBatch, IdempotencyClaim
+from core.ports import AppendBatch, ContentStore, IdempotencyClaim
 
 APPEND_LOCK_KEY = 0x61727466  # "artf": the one advisory lock that orders appends
 NOTIFY_CHANNEL = "artifactlog_events"
@@ -38,17 +45,27 @@ EVENT_COLUMNS = sql.SQL(
 
 
 class PostgresEventStore:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, contents: ContentStore | None = None) -> None:
         self.pool = pool
+        self.contents: ContentStore = PostgresContentStore(pool) if contents is None else contents
 
     async def append(self, batch: AppendBatch) -> list[RecordedEvent]:
+        if batch.contents and not isinstance(self.contents, PostgresContentStore):
+            await self.contents.put_many(batch.contents)  # before the transaction: see above
         async with self.pool.connection() as conn, conn.transaction():
-            return await self.write(conn, batch)
+            return await self._write(conn, batch, contents_stored=True)
 
     async def write(self, conn: AsyncConnection[Any], batch: AppendBatch) -> list[RecordedEvent]:
         """Write ``batch`` inside the caller's open transaction (the caller commits)."""
+        return await self._write(conn, batch, contents_stored=False)
+
+    async def _write(self, conn: AsyncConnection[Any], batch: AppendBatch, *,
+                     contents_stored: bool) -> list[RecordedEvent]:
         try:
-            await self._put_contents(conn, batch)
+            if isinstance(self.contents, PostgresContentStore):
+                await self.contents.write(conn, batch.contents)
+            elif not contents_stored and batch.contents:
+                await self.contents.put_many(batch.contents)
             recorded = await self._insert_events(conn, batch.events)
             await self._insert_claims(conn, batch.claims, recorded)
         except psycopg.errors.UniqueViolation as exc:
@@ -57,17 +74,6 @@ class PostgresEventStore:
             await conn.execute("SELECT pg_notify(%s, %s)",
                                (NOTIFY_CHANNEL, str(recorded[-1].position)))
         return recorded
-
-    async def _put_contents(self, conn: AsyncConnection[Any], batch: AppendBatch) -> None:
-        # Sorted by digest so that two batches sharing contents lock them in the same order
-        # and cannot deadlock.
-        unique = {c.digest: c for c in batch.contents}
-        rows = [(d, c.size, c.media_type, c.data) for d, c in sorted(unique.items())]
-        if rows:
-            async with conn.cursor() as cur:
-                await cur.executemany(
-                    "INSERT INTO content (digest, size, media_type, data) VALUES (%s, %s, %s, %s)"
-                    " ON CONFLICT (digest) DO NOTHING", rows)
 
     async def _insert_events(
         self, conn: AsyncConnection[Any], events: Sequence[NewEvent]
@@ -179,10 +185,7 @@ class PostgresEventStore:
             return [VersionKey(*row) for row in await cur.fetchall()]
 
     async def get_content(self, digest: str) -> bytes | None:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT data FROM content WHERE digest = %s", (digest,))
-            row = await cur.fetchone()
-        return bytes(row[0]) if row else None
+        return await self.contents.get(digest)
 
     async def _fetch(self, query: sql.Composable, params: Sequence[Any]) -> list[RecordedEvent]:
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:

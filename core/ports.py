@@ -73,6 +73,27 @@ class EventStore(Protocol):
         ...
 
 
+class ContentStore(Protocol):
+    """Content bytes addressed by their sha256 digest: written once, read many times, removed
+    only by a purge. Writing a digest that is already stored is a no-op."""
+
+    async def put_many(self, contents: Sequence[Content]) -> None:
+        """Store every content not yet stored (idempotent per digest)."""
+        ...
+
+    async def get(self, digest: str) -> bytes | None:
+        """The bytes for a digest, or None when they were never stored or were purged."""
+        ...
+
+    async def exists(self, digest: str) -> bool:
+        """True when bytes are stored for the digest."""
+        ...
+
+    async def delete(self, digest: str) -> bool:
+        """Remove the bytes for a digest (a purge); True when there were bytes to remove."""
+        ...
+
+
 class Publisher(Protocol):
     """Publishes recorded events to the message stream, exactly one message per event id."""
 
