@@ -5,6 +5,14 @@ It reads ``position > checkpoint`` (gap-free because appends commit in position 
 publish and checkpoint only means republishing, which the stream drops as duplicates; on start
 the relay also resumes after the stream's own last message, so even a republish after the
 duplicate window has passed cannot double an event.
+
+Several relays may run; exactly one is active. Leadership is a session-level Postgres advisory
+lock held on a dedicated connection (the same one that LISTENs for appends): when the active
+relay dies, its connection closes, Postgres releases the lock with it, and a standby polling
+``pg_try_advisory_lock`` takes over within one poll interval. A leader whose connection is
+lost stops publishing, since its lock may already be someone else's. Even two publishers
+overlapping for a moment could not misorder the stream: each message carries
+``Nats-Expected-Last-Msg-Id``, so the loser's publish is refused and it resumes from the tail.
 """
 
 from __future__ import annotations
@@ -12,6 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
+import zlib
 from typing import Any
 
 import psycopg
@@ -26,12 +37,24 @@ from core.jetstream import JetStreamPublisher
 log = logging.getLogger("artifactlog.relay")
 
 RETRYABLE = (NatsError, JetStreamError, psycopg.OperationalError, TimeoutError, OSError)
+# A peer that vanishes without closing its socket (a cut cable, a frozen VM) is noticed by TCP
+# keepalives within about idle + interval * count seconds, on both sides of the connection.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 1,
+              "keepalives_count": 3}
+SERVER_KEEPALIVES = ("SET tcp_keepalives_idle = 5", "SET tcp_keepalives_interval = 1",
+                     "SET tcp_keepalives_count = 3")
+
+
+def leadership_key(stream_name: str) -> int:
+    """The advisory lock key of the relays feeding one stream (a stable positive bigint)."""
+    return zlib.crc32(f"artifactlog:relay:{stream_name}".encode()) & 0x7FFFFFFF
 
 
 class Relay:
     def __init__(
         self, pool: AsyncConnectionPool, publisher: JetStreamPublisher, *,
         batch_size: int = 1000, name: str = "relay", poll_interval: float = 0.5,
+        standby_interval: float = 0.1,
     ) -> None:
         self.pool = pool
         self.store = PostgresEventStore(pool)
@@ -39,8 +62,13 @@ class Relay:
         self.batch_size = batch_size
         self.name = name
         self.poll_interval = poll_interval
+        self.standby_interval = standby_interval
+        self.lock_key = leadership_key(publisher.settings.stream_name)
         self.position = 0
         self.published = 0
+        self.active = False
+        self.active_since: float | None = None  # time.monotonic() when leadership was won
+        self._leader: AsyncConnection[Any] | None = None
 
     async def resume(self) -> None:
         """Start after the later of our checkpoint and the stream's last message."""
@@ -55,6 +83,7 @@ class Relay:
         """Publish everything committed after our position; returns how many were published."""
         total = 0
         while events := await self.store.read_after(self.position, self.batch_size):
+            await self._check_leadership()
             await self.publisher.publish(events)
             self.position = events[-1].position
             await self._write_checkpoint()
@@ -63,36 +92,66 @@ class Relay:
         return total
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish until ``stop`` is set, surviving Postgres and NATS outages."""
+        """Stand by until this relay holds the leadership lock, then publish until ``stop`` is
+        set, surviving Postgres and NATS outages (and losing leadership with its connection)."""
         backoff = 0.1
-        listener: AsyncConnection[Any] | None = None
-        resumed = False
         while not stop.is_set():
             try:
-                if not resumed:
-                    await self.resume()
-                    resumed = True
-                if listener is None or listener.closed:
-                    listener = await self._listen()
+                if self._leader is None or self._leader.closed:
+                    self._leader = await self._lead(stop)
+                    if self._leader is None:
+                        break
+                    await self.resume()  # another relay may have published meanwhile
                 if await self.publish_pending() == 0:
-                    await self._wait(listener)
+                    await self._wait(self._leader)
                 backoff = 0.1
             except RETRYABLE as exc:
                 log.warning("relay retrying after error=%r backoff=%.2fs", exc, backoff)
-                resumed = False  # part of a batch may have landed: re-read the stream tail
-                if listener is not None:
-                    await listener.close()
-                    listener = None
+                await self._step_down()  # part of a batch may have landed: resume anew
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=backoff)
                 backoff = min(backoff * 2, 5.0)
-        if listener is not None:
-            await listener.close()
+        await self._step_down()
 
-    async def _listen(self) -> AsyncConnection[Any]:
-        conn = await AsyncConnection.connect(self.pool.conninfo, autocommit=True)
-        await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        return conn
+    async def _lead(self, stop: asyncio.Event) -> AsyncConnection[Any] | None:
+        """A connection holding the leadership lock and listening for appends, once this
+        relay wins the lock; None if ``stop`` is set first."""
+        conn = await AsyncConnection.connect(
+            self.pool.conninfo, autocommit=True,
+            application_name=f"artifactlog-relay-{os.getpid()}", **KEEPALIVES)
+        try:
+            for statement in SERVER_KEEPALIVES:
+                await conn.execute(statement)
+            while not stop.is_set():
+                cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (self.lock_key,))
+                row = await cur.fetchone()
+                if row and row[0]:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.active, self.active_since = True, time.monotonic()
+                    log.info("relay pid=%s is now the active relay", os.getpid())
+                    return conn
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.standby_interval)
+        except BaseException:
+            await conn.close()
+            raise
+        await conn.close()
+        return None
+
+    async def _check_leadership(self) -> None:
+        """Publish only while the lock's connection lives: if it died, so did the lock."""
+        if self._leader is None:
+            return  # driven directly (resume/publish_pending), not through run()
+        await self._leader.execute("SELECT 1")
+
+    async def _step_down(self) -> None:
+        if self._leader is not None:
+            with contextlib.suppress(Exception):
+                await self._leader.close()  # closing the session releases the lock
+            self._leader = None
+        if self.active:
+            log.info("relay pid=%s stepped down", os.getpid())
+        self.active, self.active_since = False, None
 
     async def _wait(self, listener: AsyncConnection[Any]) -> None:
         """Sleep until an append notifies us or the poll interval passes (the interval also
@@ -113,3 +172,17 @@ class Relay:
                 "INSERT INTO relay_checkpoints (name, position) VALUES (%s, %s)"
                 " ON CONFLICT (name) DO UPDATE SET position = excluded.position,"
                 " updated_at = now()", (self.name, self.position))
+
+
+async def active_relay(pool: AsyncConnectionPool, stream_name: str) -> str | None:
+    """The application name (``artifactlog-relay-PID``) of the relay holding the leadership
+    lock of ``stream_name``, or None while no relay is active."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0"
+            " AND l.objid = %s::bigint::oid AND l.objsubid = 1"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (leadership_key(stream_name),))
+        row = await cur.fetchone()
+    return str(row[0]) if row else None
