@@ -14,11 +14,12 @@ RESULTS = ROOT / "bench" / "results"
 MARKDOWN = ROOT / "BENCHMARKS.md"
 
 
-def save(results: dict[str, Any], markdown: Path | None = MARKDOWN) -> dict[str, Any]:
+def save(results: dict[str, Any], markdown: Path | None = MARKDOWN,
+         directory: Path = RESULTS) -> dict[str, Any]:
     """Write latest.json, fold this run's scenarios into ``{mode}.json`` (a subset run keeps
     the other scenarios' previous figures) and regenerate that mode's section."""
-    write_latest(results)
-    merged_path = RESULTS / f"{results['mode']}.json"
+    write_latest(results, directory)
+    merged_path = directory / f"{results['mode']}.json"
     try:
         merged = json.loads(merged_path.read_text())
     except (FileNotFoundError, ValueError):
@@ -30,9 +31,9 @@ def save(results: dict[str, Any], markdown: Path | None = MARKDOWN) -> dict[str,
     return merged
 
 
-def write_latest(results: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, default=str))
+def write_latest(results: dict[str, Any], directory: Path = RESULTS) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "latest.json").write_text(json.dumps(results, indent=2, default=str))
 
 
 def replace_section(path: Path, mode: str, body: str) -> None:

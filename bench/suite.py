@@ -1,6 +1,7 @@
 """The benchmark suite of issue 7: artifactlog next to the raw limits of its engines.
 
     python -m bench [SCENARIO ...] [--quick] [--runs N] [--size SCENARIO.NAME=N] [--no-markdown]
+                    [--out DIR]
 
 Starts its own embedded engines (PostgreSQL, nats-server, chDB) in a temporary home, and a
 real `artifactlog up` with a home of its own for the HTTP scenarios; runs every scenario
@@ -34,7 +35,7 @@ FULL_RUNS = 3
 
 
 def run(scenarios: list[str] | None, quick: bool, *, runs: int | None = None,
-        sizes: dict[str, int] | None = None) -> dict[str, Any]:
+        sizes: dict[str, int] | None = None, out: Path = report.RESULTS) -> dict[str, Any]:
     """Run the chosen scenarios (all when None) and return the results (what latest.json
     holds)."""
     for name in scenarios or ():
@@ -53,14 +54,14 @@ def run(scenarios: list[str] | None, quick: bool, *, runs: int | None = None,
                 "mode": "quick" if quick else "full", "started_at": started.isoformat(),
                 "runs": bench.runs, "warmups": bench.warmups, "scenarios": {}}
             try:
-                asyncio.run(_run(bench, chosen, results))
+                asyncio.run(_run(bench, chosen, results, out))
             finally:
                 bench.close()
     results["seconds"] = time.monotonic() - wall
     return results
 
 
-async def _run(bench: Bench, chosen: list[str], results: dict[str, Any]) -> None:
+async def _run(bench: Bench, chosen: list[str], results: dict[str, Any], out: Path) -> None:
     results.update(machine=machine(), engines=await engine_versions(bench.engines))
     for name in chosen:
         module = load(name)
@@ -81,7 +82,7 @@ async def _run(bench: Bench, chosen: list[str], results: dict[str, Any]) -> None
             "metrics": [m.to_json() for m in bench.metrics[first:]]}
         print(f"  ({time.monotonic() - started:.0f}s; other processes used "
               f"{foreign.share:.0%} of the CPUs)", flush=True)
-        report.write_latest(results)  # a run stopped halfway keeps what it measured
+        report.write_latest(results, out)  # a run stopped halfway keeps what it measured
 
 
 def parse_size(text: str) -> tuple[str, int]:
@@ -103,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="SCENARIO.NAME=N", help="override one workload size")
     parser.add_argument("--no-markdown", action="store_true",
                         help="write the JSON only, leave BENCHMARKS.md alone")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="write latest.json, {quick,full}.json and BENCHMARKS.md into DIR "
+                             "instead of bench/results/ and the repository's BENCHMARKS.md "
+                             "(CI smoke runs)")
     args = parser.parse_args(argv)
     # The output is the figures: the workers' INFO lines (partition taken over, relay
     # resuming...) would bury them, also when `artifactlog` has set INFO up already.
@@ -112,10 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; "
                      f"choose from {', '.join(RUN_ORDER)}")
-    results = run(args.scenarios or None, args.quick, runs=args.runs, sizes=dict(args.size))
-    report.save(results, None if args.no_markdown else report.MARKDOWN)
+    out = args.out.resolve() if args.out else report.RESULTS
+    markdown = report.MARKDOWN if args.out is None else out / "BENCHMARKS.md"
+    results = run(args.scenarios or None, args.quick, runs=args.runs, sizes=dict(args.size),
+                  out=out)
+    report.save(results, None if args.no_markdown else markdown, out)
     failed = [n for n, s in results["scenarios"].items() if s["error"]]
-    print(f"done in {results['seconds']:.0f}s; results in {report.RESULTS / 'latest.json'}"
+    print(f"done in {results['seconds']:.0f}s; results in {out / 'latest.json'}"
           + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
