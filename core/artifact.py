@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,9 @@ from core.commands import IngestVersion, VersionRef
 from core.content import Content
 from core.errors import Conflict, NotFound, PolicyRefused, StageRuleViolation, ValidationError
 from core.events import (
+    ArtifactArchived,
+    ArtifactUnarchived,
+    ContentPurged,
     DomainEvent,
     PromotionApproved,
     PromotionPolicySet,
@@ -64,6 +67,7 @@ class VersionState:
     producer: str | None
     created_at: datetime
     position: int
+    purged: bool = False  # retention removed its content bytes (ContentPurged)
 
     @property
     def key(self) -> VersionKey:
@@ -89,6 +93,7 @@ class ArtifactState:
     # to the exact content that was requested, and both end with the promotion.
     requests: dict[int, tuple[str, str | None]] = field(default_factory=dict)
     approvals: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    archived: bool = False  # hidden from listings (ArtifactArchived), history kept
 
     def copy(self) -> ArtifactState:
         """Independent lists (versions themselves are immutable and shared)."""
@@ -149,6 +154,11 @@ class ArtifactState:
             self.approvals.pop(event.number, None)
         elif isinstance(event, VersionWithdrawn):
             self._set_stage(event.number, Stage.WITHDRAWN)
+        elif isinstance(event, ContentPurged):
+            self.versions[event.number - 1] = replace(self.versions[event.number - 1],
+                                                      purged=True)
+        elif isinstance(event, ArtifactArchived | ArtifactUnarchived):
+            self.archived = isinstance(event, ArtifactArchived)
         return self
 
     def _set_stage(self, number: int, stage: Stage) -> None:
@@ -280,6 +290,10 @@ def promotable(state: ArtifactState, ref: VersionRef) -> VersionState | None:
     if version.stage is Stage.WITHDRAWN:
         raise StageRuleViolation(
             f"{version.key} is withdrawn and can no longer be promoted", stage=version.stage)
+    if version.purged:
+        raise StageRuleViolation(
+            f"{version.key} had its content purged by retention and can no longer be promoted",
+            stage=version.stage)
     return version
 
 
@@ -320,6 +334,37 @@ def decide_withdraw(
             f"{version.key} is the production version; promote another version before "
             "withdrawing it", stage=version.stage)
     return VersionWithdrawn(number=version.number, reason=reason)
+
+
+def purgeable(state: ArtifactState, now: datetime, older_than: timedelta
+              ) -> list[VersionState]:
+    """Drafts never promoted (DRAFT, or WITHDRAWN straight from DRAFT) created before
+    ``now - older_than`` and not purged yet. A version that was ever in production keeps its
+    bytes: a rollback may need them."""
+    if older_than < timedelta(0):
+        raise ValidationError("retention days must be 0 or more")
+    promoted = {event.number for _, event in state.promotions}
+    cutoff = now - older_than
+    return [v for v in state.versions
+            if v.stage in (Stage.DRAFT, Stage.WITHDRAWN) and v.number not in promoted
+            and not v.purged and v.created_at <= cutoff]
+
+
+def decide_purge(state: ArtifactState, now: datetime, older_than: timedelta,
+                 reason: str | None) -> list[ContentPurged]:
+    """One ContentPurged per purgeable version, oldest first (none: nothing to purge)."""
+    return [ContentPurged(v.number, v.digest, reason)
+            for v in purgeable(state, now, older_than)]
+
+
+def decide_archive(state: ArtifactState, archive: bool, reason: str | None
+                   ) -> ArtifactArchived | ArtifactUnarchived | None:
+    """None when the artifact already is in the asked state (idempotent)."""
+    if not state.exists:
+        raise NotFound(f"artifact {state.namespace}/{state.name} does not exist")
+    if state.archived == archive:
+        return None
+    return ArtifactArchived(reason) if archive else ArtifactUnarchived(reason)
 
 
 __all__ = [

@@ -12,7 +12,7 @@ from typing import Any
 from core.artifact import VersionState
 from core.commands import VersionRef
 from core.diff import Change, collect, json_diff, text_diff
-from core.errors import NotFound, ValidationError
+from core.errors import ContentGone, NotFound, ValidationError
 from core.records_diff import Dataset, NotRecords, records_diff
 from core.services import ArtifactService
 
@@ -45,6 +45,10 @@ class DiffService:
                    key: Sequence[str] | None = None) -> Comparison:
         """Metadata, then content changes (schema and records, structural, text or blob)."""
         old, new = await self._version(before), await self._version(after)
+        for version in (old, new):
+            if version.purged:  # a diff without its content would look like "no change"
+                raise ContentGone(f"cannot diff {version.key}: its content was purged by "
+                                  "retention", version=str(version.key))
         data = None
         if old.digest != new.digest:
             data = await self.artifacts.content_of(old), await self.artifacts.content_of(new)

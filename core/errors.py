@@ -4,6 +4,7 @@
     ├── ValidationError              VALIDATION   bad input; nothing was written
     │   └── LimitExceeded            LIMIT        input over a configured limit
     ├── NotFound                     NOT_FOUND    artifact or version does not exist
+    ├── ContentGone                  CONTENT_PURGED  retention purged the version's bytes
     ├── Conflict                     CONFLICT     expected version mismatch, idempotency key reuse
     │   ├── StreamVersionTaken                    a concurrent append won the race (retried)
     │   └── IdempotencyKeyTaken                   a concurrent request with the key won (retried)
@@ -46,6 +47,13 @@ class LimitExceeded(ValidationError):
 class NotFound(ArtifactlogError):
     code = "NOT_FOUND"
     http_status = 404
+
+
+class ContentGone(ArtifactlogError):
+    """The version exists (its events and metadata stay) but retention purged its bytes."""
+
+    code = "CONTENT_PURGED"
+    http_status = 410
 
 
 class Conflict(ArtifactlogError):

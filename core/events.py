@@ -86,14 +86,42 @@ class PromotionApproved:
     digest: str
 
 
+@dataclass(frozen=True)
+class ContentPurged:
+    """Retention removed a version's content bytes (its events and metadata stay). The bytes
+    themselves go only when no unpurged version shares the digest."""
+
+    type_name: ClassVar[str] = "ContentPurged"
+    number: int
+    digest: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactArchived:
+    """Hidden from listings; its history stays readable."""
+
+    type_name: ClassVar[str] = "ArtifactArchived"
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactUnarchived:
+    type_name: ClassVar[str] = "ArtifactUnarchived"
+    reason: str | None = None
+
+
 DomainEvent = (VersionIngested | VersionPromoted | VersionWithdrawn | VersionSchemeSet
-               | PromotionPolicySet | PromotionRequested | PromotionApproved)
-# Events that change a version's stage or create one; the rest concern the artifact.
+               | PromotionPolicySet | PromotionRequested | PromotionApproved | ContentPurged
+               | ArtifactArchived | ArtifactUnarchived)
+# Events that change a version's stage or create one; the rest concern the artifact
+# (ContentPurged names a version but leaves its stage as it was).
 VERSION_EVENTS = ("VersionIngested", "VersionPromoted", "VersionWithdrawn")
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
     cls.type_name: cls
     for cls in (VersionIngested, VersionPromoted, VersionWithdrawn, VersionSchemeSet,
-                PromotionPolicySet, PromotionRequested, PromotionApproved)
+                PromotionPolicySet, PromotionRequested, PromotionApproved, ContentPurged,
+                ArtifactArchived, ArtifactUnarchived)
 }
 
 

@@ -22,7 +22,7 @@ from core.events import VersionKey
 
 VERSION_COLUMNS = sql.SQL(
     "v.namespace, v.name, v.number, v.label, v.stage, v.digest, v.size, v.media_type,"
-    " v.content_type, v.metadata, v.producer, v.created_at, v.position")
+    " v.content_type, v.metadata, v.producer, v.created_at, v.position, v.purged")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class ArtifactSummary:
     latest_number: int
     production_number: int | None
     position: int
+    archived: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class ArtifactFilter:
     name_prefix: str | None = None
     metadata: dict[str, Any] | None = None
     readable: frozenset[str] | None = None  # namespaces the caller may see (None: all)
+    include_archived: bool = False  # archived artifacts are hidden from listings by default
 
 
 class HistoryReader:
@@ -63,8 +65,9 @@ class HistoryReader:
 
     async def artifact(self, namespace: str, name: str) -> ArtifactSummary | None:
         rows = await self._rows(
-            sql.SQL("SELECT namespace, name, kind, latest_number, production_number, position"
-                    " FROM vh_artifacts WHERE namespace = %s AND name = %s"), (namespace, name))
+            sql.SQL("SELECT namespace, name, kind, latest_number, production_number, position,"
+                    " archived FROM vh_artifacts WHERE namespace = %s AND name = %s"),
+            (namespace, name))
         return ArtifactSummary(**rows[0]) if rows else None
 
     async def artifacts(self, where: ArtifactFilter, *, after: tuple[str, str] | None,
@@ -79,7 +82,7 @@ class HistoryReader:
             params = [*params, *after]
         rows = await self._rows(
             sql.SQL("SELECT a.namespace, a.name, a.kind, a.latest_number, a.production_number,"
-                    " a.position FROM vh_artifacts a WHERE ") + page_conditions
+                    " a.position, a.archived FROM vh_artifacts a WHERE ") + page_conditions
             + sql.SQL(" ORDER BY a.namespace, a.name LIMIT %s"), [*params, limit])
         return [ArtifactSummary(**r) for r in rows], int(total[0]["n"])
 
@@ -202,6 +205,8 @@ def _version(row: dict[str, Any]) -> VersionState:
 def _artifact_conditions(where: ArtifactFilter) -> tuple[sql.Composed, list[Any]]:
     parts: list[sql.Composable] = [sql.SQL("TRUE")]
     params: list[Any] = []
+    if not where.include_archived:
+        parts.append(sql.SQL("NOT a.archived"))
     if where.namespace is not None:
         parts.append(sql.SQL("a.namespace = %s"))
         params.append(where.namespace)

@@ -22,7 +22,7 @@ from core.artifact import (
 from core.batch import MAX_ATTEMPTS, BatchIngest, IngestOutcome, IngestResult
 from core.commands import IngestVersion, PromoteVersion, WithdrawVersion
 from core.content import Content, decode_content
-from core.errors import Conflict, LimitExceeded, NotFound, StreamVersionTaken
+from core.errors import Conflict, ContentGone, LimitExceeded, NotFound, StreamVersionTaken
 from core.events import DomainEvent, NewEvent, RecordedEvent, VersionKey
 from core.ports import AppendBatch, EventStore
 from core.promotion import Promotions
@@ -185,6 +185,9 @@ class ArtifactService:
         return await self.versions(await self.store.find_children(key))
 
     async def content_of(self, version: VersionState) -> bytes:
+        if version.purged:  # even when another version still holds the same bytes
+            raise ContentGone(f"the content of {version.key} was purged by retention",
+                              version=str(version.key))
         data = await self.store.get_content(version.digest)
         if data is None:
             raise NotFound(f"content {version.digest} of {version.key} is not stored")

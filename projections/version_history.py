@@ -11,7 +11,15 @@ from psycopg import AsyncCursor
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from core.events import RecordedEvent, VersionIngested, VersionPromoted, VersionWithdrawn
+from core.events import (
+    ArtifactArchived,
+    ArtifactUnarchived,
+    ContentPurged,
+    RecordedEvent,
+    VersionIngested,
+    VersionPromoted,
+    VersionWithdrawn,
+)
 from projections.base import Artifact
 
 NAME = "version_history"
@@ -121,6 +129,14 @@ async def apply_event(cur: AsyncCursor[Any], event: RecordedEvent) -> None:
              event.metadata.get("actor"), event.recorded_at))
     elif isinstance(domain, VersionWithdrawn):
         await _set_stage(cur, event, domain.number, "WITHDRAWN")
+    elif isinstance(domain, ContentPurged):  # retention: the bytes are gone, the row stays
+        await cur.execute(
+            "UPDATE vh_versions SET purged = true WHERE namespace = %s AND name = %s"
+            " AND number = %s", (*key, domain.number))
+    elif isinstance(domain, ArtifactArchived | ArtifactUnarchived):
+        await cur.execute(
+            "UPDATE vh_artifacts SET archived = %s WHERE namespace = %s AND name = %s",
+            (isinstance(domain, ArtifactArchived), *key))
     production = domain.number if isinstance(domain, VersionPromoted) else None
     await cur.execute(
         "UPDATE vh_artifacts SET stream_version = %s, position = %s, updated_at = %s,"

@@ -1,0 +1,167 @@
+"""Webhooks against the real event log and a real HTTP receiver on 127.0.0.1: signed bodies
+with the previous production version and the actor, a receiver that is down and then up
+(every delivery exactly once, in order), the delivery log, and bad subscriptions.
+
+Each test has a database of its own, so the dispatcher sees only the test's webhooks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from core.commands import IngestVersion, PromoteVersion, VersionRef
+from core.db import open_pool
+from core.errors import NotFound, ValidationError
+from core.eventlog_pg import PostgresEventStore
+from core.services import ArtifactService
+from core.settings import Settings
+from core.webhooks_pg import WebhookStore
+from core.webhooks_service import WebhookService
+from core.webhooks_worker import WebhookDispatcher
+from tests.integration.webhook_receiver import Receiver
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class System:
+    service: ArtifactService
+    webhooks: WebhookService
+    dispatcher: WebhookDispatcher
+    clock: Clock
+    http: httpx.AsyncClient
+
+
+@pytest.fixture
+async def system(fresh_settings: Settings) -> AsyncIterator[System]:
+    assert fresh_settings.database_url
+    pool = await open_pool(fresh_settings.database_url)
+    store = PostgresEventStore(pool)
+    clock = Clock()
+    dispatcher = WebhookDispatcher(pool, store, clock=clock, timeout_seconds=2,
+                                   backoff_base_seconds=1, backoff_cap_seconds=8)
+    async with httpx.AsyncClient(timeout=2) as http:
+        yield System(ArtifactService(store, max_content_bytes=1 << 20),
+                     WebhookService(WebhookStore(pool), store), dispatcher, clock, http)
+    await pool.close()
+
+
+async def test_promotion_is_signed_with_previous_production_and_actor(system: System) -> None:
+    service = system.service
+    for w in (1, 2):
+        await service.ingest(IngestVersion("ml", "model", content={"w": w}))
+    await service.promote(PromoteVersion(VersionRef("ml", "model", 1), actor="ana"))
+    receiver = Receiver()
+    webhook, secret = await system.webhooks.create(
+        receiver.url, event_types=["VersionPromoted"], namespaces=["ml"], actor="admin")
+    receiver.secret = secret
+    receiver.start()
+    try:
+        await service.ingest(IngestVersion("other", "x", content={}))  # not ours
+        await service.promote(PromoteVersion(VersionRef("ml", "model", 2), "better", "bo"))
+        assert await system.dispatcher.tick(system.http) == 1
+    finally:
+        receiver.stop()
+    (got,) = receiver.received
+    assert got.verified  # HMAC over "timestamp." + raw body with the webhook's secret
+    body = got.body
+    assert (body["type"], body["actor"], body["webhookId"]) == (
+        "VersionPromoted", "bo", str(webhook.id))
+    assert body["version"]["number"] == 2
+    assert body["version"]["stage"] == "PRODUCTION"
+    assert body["previous"]["production"]["number"] == 1
+    assert body["previous"]["production"]["stage"] == "PRODUCTION"  # as it was before
+    assert body["previous"]["version"]["stage"] == "DRAFT"
+    assert body["event"]["payload"]["reason"] == "better"
+    assert got.delivery == body["id"]
+    assert secret not in got.raw.decode()
+    (delivery, attempts), = await system.webhooks.deliveries(str(webhook.id))
+    assert (delivery.status, delivery.attempts, [a.status_code for a in attempts]) == (
+        "DELIVERED", 1, [204])
+
+
+async def test_receiver_down_then_up_gets_everything_once_in_order(system: System) -> None:
+    receiver = Receiver()
+    webhook, receiver.secret = await system.webhooks.create(receiver.url, namespaces=["ds"])
+    for i in range(5):
+        await system.service.ingest(IngestVersion("ds", "table", content={"i": i}))
+    await system.service.promote(PromoteVersion(VersionRef("ds", "table", 3), actor="ana"))
+
+    # Down: the first delivery fails, then waits out its backoff (1 s, 2 s, 4 s ...).
+    assert await system.dispatcher.tick(system.http) == 0
+    assert await system.dispatcher.tick(system.http) == 0  # not due yet: no new attempt
+    system.clock.advance(1)
+    assert await system.dispatcher.tick(system.http) == 0
+    log = await system.webhooks.deliveries(str(webhook.id))
+    assert [d.status for d, _ in log] == ["PENDING"] * 6
+    first, attempts = log[-1]
+    assert first.attempts == 2
+    assert "ConnectError" in (first.last_error or "")
+    assert [a.status_code for a in attempts] == [None, None]
+    pending = await system.webhooks.deliveries(str(webhook.id), status="PENDING")
+    assert len(pending) == 6
+
+    receiver.start()
+    try:
+        system.clock.advance(2)
+        assert await system.dispatcher.tick(system.http) == 6
+        await system.service.ingest(IngestVersion("ds", "table", content={"i": "late"}))
+        assert await system.dispatcher.tick(system.http) == 1
+        assert await system.dispatcher.tick(system.http) == 0
+    finally:
+        receiver.stop()
+    ids = [r.delivery for r in receiver.received]
+    assert len(ids) == len(set(ids)) == 7  # exactly once each
+    positions = [r.body["event"]["position"] for r in receiver.received]
+    assert positions == sorted(positions)
+    assert [r.body["type"] for r in receiver.received] == [
+        *["VersionIngested"] * 5, "VersionPromoted", "VersionIngested"]
+    assert all(r.verified for r in receiver.received)
+    delivered = await system.webhooks.deliveries(str(webhook.id), status="DELIVERED")
+    assert len(delivered) == 7
+    assert delivered[-1][0].attempts == 3
+
+
+async def test_failing_receiver_gives_up_after_max_attempts(system: System) -> None:
+    receiver = Receiver()
+    system.dispatcher.max_attempts = 2
+    webhook, _ = await system.webhooks.create(receiver.url)
+    await system.service.ingest(IngestVersion("ns", "a", content={}))
+    await system.service.ingest(IngestVersion("ns", "a", content={"b": 1}))
+    for _ in range(4):
+        await system.dispatcher.tick(system.http)
+        system.clock.advance(10)
+    statuses = [d.status for d, _ in await system.webhooks.deliveries(str(webhook.id))]
+    assert statuses == ["FAILED", "FAILED"]  # newest first; the queue moved on
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"url": "ftp://x/h"}, "url"),
+    ({"url": "http://x/h", "event_types": ["Promoted"]}, "unknown event types"),
+    ({"url": "http://x/h", "namespaces": ["no/slash"]}, "namespace"),
+    ({"url": "http://x/h", "from_position": -1}, "fromPosition"),
+])
+async def test_bad_subscriptions_are_refused_and_nothing_written(
+        system: System, kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        await system.webhooks.create(**kwargs)  # type: ignore[arg-type]
+    assert await system.webhooks.list() == []
+    with pytest.raises(ValidationError, match="UUID"):
+        await system.webhooks.deliveries("nope")
+    with pytest.raises(NotFound):
+        await system.webhooks.delete("00000000-0000-0000-0000-000000000000")
