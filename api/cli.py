@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from api import cli_inspect, cli_promotion, cli_registry
+from api import cli_inspect, cli_promotion, cli_registry, cli_webhooks
 from artifactlog import Client
 from core.errors import ArtifactlogError, ValidationError
 from core.settings import Settings
@@ -52,10 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(handler=cmd_up)
 
     run = sub.add_parser("run", help="run one process role against configured servers")
-    run.add_argument("role", choices=["api", "relay", "ingest", "projection"],
+    run.add_argument("role", choices=["api", "relay", "ingest", "projection", "webhooks"],
                      help="api: HTTP API only (applies migrations); relay: log -> JetStream;"
                           " ingest: the NATS ingest subject's worker; projection: one"
-                          " projection's worker (--name)")
+                          " projection's worker (--name); webhooks: the webhook dispatcher")
     run.add_argument("--name", choices=["version_history", "analytics"],
                      help="which projection, for the projection role")
     run.add_argument("--host", help="HTTP address for the api role")
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_promotion.register(sub, lambda: client(Settings.from_env()))
     cli_registry.register(sub, lambda: client(Settings.from_env()))
+    cli_webhooks.register(sub, lambda: client(Settings.from_env()))
 
     history = sub.add_parser("history", help="list an artifact's versions")
     history.add_argument("artifact", metavar="NAMESPACE/NAME")
@@ -186,7 +187,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     if not (settings.database_url and settings.nats_url):
         raise ValidationError("`artifactlog run` needs DATABASE_URL and NATS_URL")
-    if args.role in ("relay", "ingest"):
+    if args.role in ("relay", "ingest", "webhooks"):
         asyncio.run(run_role(settings, args.role))
         return 0
     if args.role == "projection":

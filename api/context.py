@@ -16,7 +16,9 @@ from core.errors import Unauthenticated
 from core.events import VersionKey
 from core.feed import EventFeed
 from core.history import HistoryQueries
+from core.retention import Retention
 from core.services import ArtifactService
+from core.webhooks_service import WebhookService
 from projections.rebuild import Rebuilder
 from projections.status import StatusQueries
 
@@ -32,6 +34,8 @@ class Services:
     diffs: DiffService
     feed: EventFeed
     analytics: ReadOnlySql | None = None  # None: this process does not serve analytics
+    webhooks: WebhookService | None = None  # subscriptions and their delivery log
+    retention: Retention | None = None  # retention policies, purges and archiving
 
 
 @dataclass

@@ -21,6 +21,7 @@ from strawberry.tools import merge_types
 from api.context import Info
 from api.limits import LIMIT_MESSAGES, graphql_limits
 from api.pagination import decode_cursor, encode_cursor, page_size
+from api.schema_ops import OpsMutations, OpsQueries
 from api.schema_registry_gql import SchemaMutations, SchemaQueries
 from api.types import (
     AnalyticsResult,
@@ -171,6 +172,7 @@ class Query:
         self, info: Info, namespace: str | None = None, kind: str | None = None,
         stage: Stage | None = None, name_prefix: str | None = None,
         metadata: JSON | None = None, first: int | None = None, after: str | None = None,
+        include_archived: bool = False,
     ) -> ArtifactConnection:
         if metadata is not None and not isinstance(metadata, dict):
             raise ValidationError("metadata must be a JSON object to match against")
@@ -178,7 +180,8 @@ class Query:
         size = page_size(first)
         cursor = decode_cursor("artifact", after)
         where = ArtifactFilter(namespace, kind, stage.to_domain() if stage else None,
-                               name_prefix, metadata, principal.namespaces)
+                               name_prefix, metadata, principal.namespaces,
+                               include_archived=include_archived)
         found, total = await info.context.services.history.artifacts(
             where, after=tuple(cursor) if cursor else None, limit=size + 1)
         edges = [ArtifactEdge(node=Artifact(view=a),
@@ -432,8 +435,9 @@ def make_schema(settings: Settings) -> ArtifactlogSchema:
     if not settings.graphql_introspection:
         extensions += [lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]),
                        HideSuggestions]
-    return ArtifactlogSchema(query=merge_types("Query", (Query, SchemaQueries)),
-                             mutation=merge_types("Mutation", (Mutation, SchemaMutations)),
+    return ArtifactlogSchema(query=merge_types("Query", (Query, SchemaQueries, OpsQueries)),
+                             mutation=merge_types("Mutation", (Mutation, SchemaMutations,
+                                                               OpsMutations)),
                              subscription=Subscription, extensions=extensions)
 
 

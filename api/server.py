@@ -29,9 +29,14 @@ from core.history_pg import HistoryReader
 from core.ingest_nats import NatsIngestWorker
 from core.jetstream import JetStreamPublisher, connect, ensure_stream
 from core.relay import Relay
+from core.retention import Retention
+from core.retention_pg import RetentionStore
 from core.schema_registry import SchemaRegistry
 from core.services import ArtifactService
 from core.settings import Settings
+from core.webhooks_pg import WebhookStore
+from core.webhooks_service import WebhookService
+from core.webhooks_worker import WebhookDispatcher
 from projections.analytics import AnalyticsProjection
 from projections.base import Projection
 from projections.leases import PartitionLeases
@@ -126,7 +131,9 @@ def build_services(pool: AsyncConnectionPool, js: JetStreamContext, settings: Se
         rebuilder=Rebuilder(projections, store, settings),
         diffs=DiffService(artifacts),
         feed=EventFeed(store, js, settings),
-        analytics=analytics)
+        analytics=analytics,
+        webhooks=WebhookService(WebhookStore(pool), store),
+        retention=Retention(artifacts, RetentionStore(pool), store.contents))
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -150,6 +157,9 @@ async def serve(
         tasks = []
         if with_relay:
             tasks.append(asyncio.create_task(runtime.relay().run(stop), name="relay"))
+            # Webhooks follow the log as the relay does (one dispatcher leads at a time).
+            tasks.append(asyncio.create_task(WebhookDispatcher(
+                runtime.pool, runtime.service.store).run(stop), name="webhooks"))
         if with_projections:
             tasks += [asyncio.create_task(runtime.worker(name).run(stop), name=name)
                       for name in runtime.projections]
@@ -177,7 +187,7 @@ async def serve(
 
 async def run_role(settings: Settings, role: str) -> None:
     """One background role as its own process: ``relay``, ``ingest`` (the NATS ingest
-    subject's worker) or ``projection:NAME``."""
+    subject's worker), ``webhooks`` (the webhook dispatcher) or ``projection:NAME``."""
     stop = asyncio.Event()
     stop_on_signals(stop)
     async with open_runtime(settings, role=role.replace(":", "-")) as runtime:
@@ -185,5 +195,7 @@ async def run_role(settings: Settings, role: str) -> None:
             await runtime.relay().run(stop)
         elif role == "ingest":
             await NatsIngestWorker(runtime.nats, runtime.service).run(stop)
+        elif role == "webhooks":
+            await WebhookDispatcher(runtime.pool, runtime.service.store).run(stop)
         else:
             await runtime.worker(role.removeprefix("projection:")).run(stop)

@@ -64,6 +64,7 @@ class ArtifactVersion:
     producer: str | None
     created_at: datetime
     position: int
+    purged: bool  # retention removed its content (the version and its history stay)
     state: strawberry.Private[VersionState]
 
     @classmethod
@@ -72,7 +73,7 @@ class ArtifactVersion:
                    label=state.label, stage=Stage(state.stage.value), digest=state.digest,
                    size=state.size, media_type=state.media_type, metadata=dict(state.metadata),
                    producer=state.producer, created_at=state.created_at,
-                   position=state.position, state=state)
+                   position=state.position, purged=state.purged, state=state)
 
     @strawberry.field(description="Structured content, when the version has one.")
     async def content(self, info: Info) -> JSON | None:
@@ -167,6 +168,10 @@ class Artifact:
     @strawberry.field
     def kind(self) -> str:
         return self.view.kind
+
+    @strawberry.field(description="Hidden from listings (archiveArtifact); history kept.")
+    async def archived(self) -> bool:
+        return await self.view.archived()
 
     @strawberry.field
     async def latest(self) -> ArtifactVersion | None:

@@ -30,6 +30,7 @@ class ArtifactView(Protocol):
     async def versions(self, stage: Stage | None, after_number: int, limit: int
                        ) -> tuple[list[VersionState], int]: ...
     async def promotions(self) -> list[PromotionRecord]: ...
+    async def archived(self) -> bool: ...
 
 
 @dataclass
@@ -72,6 +73,9 @@ class FoldedArtifact:
                                 r.metadata.get("actor"), r.recorded_at, r.position)
                 for r, e in self.state.promotions]
 
+    async def archived(self) -> bool:
+        return self.state.archived
+
 
 @dataclass
 class StoredArtifact:
@@ -110,6 +114,9 @@ class StoredArtifact:
 
     async def promotions(self) -> list[PromotionRecord]:
         return await self.reader.promotions(self.namespace, self.name)
+
+    async def archived(self) -> bool:
+        return self.summary.archived
 
 
 class HistoryQueries:
