@@ -28,13 +28,14 @@ class PostgresContentStore:
         """Store ``contents`` inside the caller's open transaction (the caller commits)."""
         # Sorted by digest so that two batches sharing contents lock them in the same order
         # and cannot deadlock.
-        unique = {c.digest: c for c in contents}
-        rows = [(d, c.size, c.media_type, c.data) for d, c in sorted(unique.items())]
-        if rows:
-            async with conn.cursor() as cur:
-                await cur.executemany(
-                    "INSERT INTO content (digest, size, media_type, data) VALUES (%s, %s, %s, %s)"
-                    " ON CONFLICT (digest) DO NOTHING", rows)
+        unique = sorted({c.digest: c for c in contents}.items())
+        if unique:
+            await conn.execute(
+                "INSERT INTO content (digest, size, media_type, data) SELECT d, s, m, b FROM"
+                " unnest(%s::text[], %s::bigint[], %s::text[], %s::bytea[])"
+                " WITH ORDINALITY AS u(d, s, m, b, i) ORDER BY i ON CONFLICT (digest) DO NOTHING",
+                ([d for d, _ in unique], [c.size for _, c in unique],
+                 [c.media_type for _, c in unique], [c.data for _, c in unique]))
 
     async def get(self, digest: str) -> bytes | None:
         async with self.pool.connection() as conn:

@@ -80,7 +80,9 @@ class PostgresEventStore:
     ) -> list[RecordedEvent]:
         if not events:
             return []
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
+        # Takes the append lock, and creates partitions first if this batch would come near
+        # the last one (migration 0006).
+        await conn.execute("SELECT events_before_append(%s, %s)", (APPEND_LOCK_KEY, len(events)))
         columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
         for e in events:
             for column, value in zip(columns, (
@@ -110,10 +112,10 @@ class PostgresEventStore:
         rows = [(c.key, c.fingerprint, c.namespace, c.name, c.number,
                  c.position if c.position is not None
                  else by_version[(c.namespace, c.name, c.number)], c.created) for c in claims]
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO idempotency_keys (key, fingerprint, namespace, name, number,"
-                " position, created) VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
+        await conn.execute(
+            "INSERT INTO idempotency_keys (key, fingerprint, namespace, name, number, position,"
+            " created) SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
+            " %s::int[], %s::bigint[], %s::bool[])", [list(c) for c in zip(*rows, strict=True)])
 
     async def load_stream(
         self, namespace: str, name: str, *, to_position: int | None = None,
@@ -206,4 +208,6 @@ def _conflict_for(exc: psycopg.errors.UniqueViolation) -> Conflict:
     constraint = exc.diag.constraint_name or ""
     if constraint == "idempotency_keys_pkey":
         return IdempotencyKeyTaken("a request with this idempotency key committed first")
+    if constraint == "event_keys_pkey":  # event ids are unique across every partition
+        return Conflict("an event with this event id is already in the log")
     return StreamVersionTaken("another writer appended to this artifact first")
