@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import psycopg
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -22,7 +23,10 @@ from api.auth import TokenAuth
 from api.bulk import handle_bulk
 from api.context import Context, Services
 from api.graphiql import STATIC_DIR, STATIC_URL, graphiql_html
+from api.health import Readiness, readyz_endpoint
 from api.limits import BodyLimit
+from api.metrics import exposition, metrics_source
+from api.request_log import RequestLog
 from api.schema import make_schema
 from core.auth import Scope, TokenService
 from core.errors import (
@@ -88,6 +92,11 @@ def create_app(services: Services, settings: Settings, tokens: TokenService) -> 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    shared_metrics = metrics_source(services, settings)
+
+    async def metrics(request: Request) -> Response:
+        return Response(await exposition(shared_metrics), media_type=CONTENT_TYPE_LATEST)
+
     async def sql(request: Request) -> JSONResponse:
         """POST a query as text/plain, or as JSON {"sql": "..."}; answers columns, types, rows."""
         try:
@@ -125,6 +134,9 @@ def create_app(services: Services, settings: Settings, tokens: TokenService) -> 
 
     app = Starlette(routes=[
         Route("/healthz", healthz),
+        Route("/readyz", readyz_endpoint(Readiness(
+            services.status.pool, services.status.js, services.analytics, settings))),
+        Route("/metrics", metrics),
         Route("/ingest/bulk", bulk, methods=["POST"]),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
@@ -132,8 +144,8 @@ def create_app(services: Services, settings: Settings, tokens: TokenService) -> 
         Mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="graphiql-static"),
     ])
     # /ingest/bulk streams its body with limits of its own; buffering it would defeat that.
-    return BodyLimit(TokenAuth(app, tokens), settings.max_body_bytes,
-                     streaming_paths=("/ingest/bulk",))
+    return RequestLog(BodyLimit(TokenAuth(app, tokens), settings.max_body_bytes,
+                                streaming_paths=("/ingest/bulk",)))
 
 
 async def sql_from(request: Request) -> str:

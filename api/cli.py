@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import csv
 import json
-import logging
 import os
 import sys
 import time
@@ -16,9 +15,11 @@ from typing import Any
 from api import cli_inspect, cli_promotion, cli_registry, cli_webhooks
 from artifactlog import Client
 from core.errors import ArtifactlogError, ValidationError
+from core.logs import setup_logging
 from core.settings import Settings
 from core.stack import Stack, read_state, write_state
 
+STATUS_ALERT_EXIT = 1  # `artifactlog status`: a projection lags past its thresholds
 REBUILD = """mutation($name: String!, $from: Int) {
   rebuildProjection(name: $name, fromPosition: $from) { projection events seconds } }"""
 
@@ -28,9 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     if words[:1] == ["bench"]:  # the suite parses its own options, --help included
         return run_bench(words[1:])
     args = build_parser().parse_args(words)
-    logging.basicConfig(level=os.environ.get("ARTIFACTLOG_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_logging(os.environ.get("ARTIFACTLOG_LOG_LEVEL") or "INFO")
     try:
         settings = Settings.from_env()
         return int(args.handler(args, settings) or 0)
@@ -253,18 +252,23 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Exits STATUS_ALERT_EXIT when any projection is in ALERT (for cron jobs and probes)."""
     status = client(settings).status()
     if args.json:
-        print(json.dumps({"headPosition": status.head_position, "projections": [
+        print(json.dumps({"headPosition": status.head_position, "state": status.state,
+                          "projections": [
             {"name": p.name, "position": p.position, "lag": p.lag, "lagSeconds": p.lag_seconds,
-             "parked": p.parked} for p in status.projections]}, indent=2))
-        return 0
-    print(f"log head: {status.head_position}")
-    print(f"{'projection':<18} {'position':>10} {'lag':>8} {'lag s':>8} {'parked':>7}")
+             "parked": p.parked, "state": p.state, "alertReason": p.alert_reason}
+            for p in status.projections]}, indent=2))
+        return STATUS_ALERT_EXIT if status.state == "ALERT" else 0
+    print(f"log head: {status.head_position}  state: {status.state}")
+    print(f"{'projection':<18} {'position':>10} {'lag':>8} {'lag s':>8} {'parked':>7}  state")
     for p in status.projections:
         seconds = "-" if p.lag_seconds is None else f"{p.lag_seconds:.1f}"
-        print(f"{p.name:<18} {p.position:>10} {p.lag:>8} {seconds:>8} {p.parked:>7}")
-    return 0
+        why = f" ({p.alert_reason})" if p.alert_reason else ""
+        print(f"{p.name:<18} {p.position:>10} {p.lag:>8} {seconds:>8} {p.parked:>7}  "
+              f"{p.state}{why}")
+    return STATUS_ALERT_EXIT if status.state == "ALERT" else 0
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -380,7 +384,7 @@ def client(settings: Settings) -> Client:
         raise ValidationError("no running artifactlog found: start it with `artifactlog up` "
                               "or set ARTIFACTLOG_URL")
     token = os.environ.get("ARTIFACTLOG_TOKEN") or read_state(settings.home).get("token")
-    return Client(url, token)
+    return Client(url, token, client_name="cli")
 
 
 def split_artifact(text: str) -> tuple[str, str]:

@@ -30,6 +30,7 @@ from api.types import (
     ArtifactEdge,
     ArtifactVersion,
     IngestResult,
+    LagState,
     PageInfo,
     ProjectionStatus,
     PromoteResult,
@@ -276,15 +277,21 @@ class Query:
         result = await engine.run(sql)
         return AnalyticsResult(columns=result.columns, types=result.types, rows=result.rows)
 
-    @strawberry.field(description="The log head and each projection's position and lag.")
+    @strawberry.field(description="The log head and each projection's position, lag and "
+                      "lag state (ALERT past its thresholds).")
     async def status(self, info: Info) -> SystemStatus:
         info.context.require(Scope.READ)
         services = info.context.services
         found = await services.status.projections_status()
         head = await services.artifacts.store.head_position()
-        return SystemStatus(head_position=head, projections=[
-            ProjectionStatus(name=p.name, position=p.position, lag=p.lag,
-                             lag_seconds=p.lag_seconds, parked=p.parked) for p in found])
+        projections = [ProjectionStatus(
+            name=p.name, position=p.position, lag=p.lag, lag_seconds=p.lag_seconds,
+            parked=p.parked, state=LagState(p.state), alert_reason=p.alert_reason,
+            lag_alert_events=p.thresholds.events if p.thresholds else None,
+            lag_alert_seconds=p.thresholds.seconds if p.thresholds else None) for p in found]
+        alert = any(p.state is LagState.ALERT for p in projections)
+        return SystemStatus(head_position=head, projections=projections,
+                            state=LagState.ALERT if alert else LagState.OK)
 
 
 @strawberry.type

@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.app import create_app
 from api.context import Services
+from api.metrics import MeteredArtifactService, ingest_context
 from core.analytics_sql import ReadOnlySql
 from core.auth import TokenService
 from core.clickhouse import ClickHouse
@@ -39,6 +40,7 @@ from core.webhooks_service import WebhookService
 from core.webhooks_worker import WebhookDispatcher
 from projections.analytics import AnalyticsProjection
 from projections.base import Projection
+from projections.lag_watch import LagWatch
 from projections.leases import PartitionLeases
 from projections.parking import ParkingLot
 from projections.rebuild import Rebuilder
@@ -121,8 +123,8 @@ def build_services(pool: AsyncConnectionPool, js: JetStreamContext, settings: Se
                    projections: dict[str, Projection],
                    analytics: ReadOnlySql | None = None) -> Services:
     store = PostgresEventStore(pool)
-    artifacts = ArtifactService(store, max_content_bytes=settings.max_content_bytes,
-                                schemas=SchemaRegistry(pool))
+    artifacts = MeteredArtifactService(store, max_content_bytes=settings.max_content_bytes,
+                                       schemas=SchemaRegistry(pool))
     return Services(
         artifacts=artifacts,
         history=HistoryQueries(HistoryReader(pool), artifacts,
@@ -165,7 +167,12 @@ async def serve(
                       for name in runtime.projections]
         if with_ingest_worker:
             tasks.append(asyncio.create_task(
-                NatsIngestWorker(runtime.nats, runtime.service).run(stop), name="nats-ingest"))
+                NatsIngestWorker(runtime.nats, runtime.service).run(stop), name="nats-ingest",
+                context=ingest_context("nats")))
+        # Lag alert raise/recovery log lines (one replica at a time: projections/lag_watch.py).
+        tasks.append(asyncio.create_task(LagWatch(
+            runtime.services.status, interval=settings.lag_watch_interval_seconds).run(stop),
+            name="lag-watch"))
         app = create_app(runtime.services, settings, TokenService(runtime.pool))
         config = uvicorn.Config(app, host=settings.host, port=settings.port,
                                 log_level="warning", lifespan="off")

@@ -241,6 +241,12 @@ class WithdrawResult:
     position: int
 
 
+@strawberry.enum(description="OK, or ALERT when a projection's lag crosses a threshold.")
+class LagState(Enum):
+    OK = "OK"
+    ALERT = "ALERT"
+
+
 @strawberry.type
 class ProjectionStatus:
     name: str
@@ -248,12 +254,21 @@ class ProjectionStatus:
     lag: int
     lag_seconds: float | None
     parked: int
+    state: LagState = LagState.OK
+    alert_reason: str | None = strawberry.field(
+        default=None, description="Which threshold the lag crosses, when the state is ALERT.")
+    lag_alert_events: int | None = strawberry.field(
+        default=None, description="The lag, in events, above which the state is ALERT.")
+    lag_alert_seconds: float | None = strawberry.field(
+        default=None, description="The lag, in seconds, above which the state is ALERT.")
 
 
 @strawberry.type
 class SystemStatus:
     head_position: int
     projections: list[ProjectionStatus]
+    state: LagState = strawberry.field(
+        default=LagState.OK, description="ALERT when any projection is in ALERT.")
 
 
 @strawberry.type

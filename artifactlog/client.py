@@ -28,9 +28,13 @@ from artifactlog.types import (
 T = TypeVar("T")
 
 
-def _http_options(url: str | None, token: str | None, timeout: float) -> dict[str, Any]:
+def _http_options(url: str | None, token: str | None, timeout: float,
+                  client_name: str = "python") -> dict[str, Any]:
     base, token = config.resolve(url, token)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    # The server counts ingests by the path they came by (its /metrics): say who we are.
+    headers = {"X-Artifactlog-Client": client_name}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     return {"base_url": base, "headers": headers, "timeout": timeout}
 
 
@@ -39,8 +43,8 @@ class Client:
     then to ``$ARTIFACTLOG_HOME/state.json`` of a running ``artifactlog up``."""
 
     def __init__(self, url: str | None = None, token: str | None = None, *,
-                 timeout: float = 60) -> None:
-        self._http = httpx.Client(**_http_options(url, token, timeout))
+                 timeout: float = 60, client_name: str = "python") -> None:
+        self._http = httpx.Client(**_http_options(url, token, timeout, client_name))
         self.url = str(self._http.base_url).rstrip("/")
 
     def _run(self, call: Call[T]) -> T:

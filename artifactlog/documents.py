@@ -80,6 +80,7 @@ query Lineage($ref: VersionRefInput!, $direction: LineageDirection!, $depth: Int
 
 STATUS = """
 query Status {
-  status { headPosition projections { name position lag lagSeconds parked } }
+  status { headPosition state projections { name position lag lagSeconds parked state
+    alertReason lagAlertEvents lagAlertSeconds } }
 }
 """

@@ -157,12 +157,17 @@ class ProjectionStatus:
     lag: int  # events of the log the projection has not applied yet
     lag_seconds: float | None
     parked: int  # events that keep failing and wait for an operator
+    state: str = "OK"  # ALERT: the lag crosses one of the projection's thresholds
+    alert_reason: str | None = None
+    lag_alert_events: int | None = None
+    lag_alert_seconds: float | None = None
 
 
 @dataclass(frozen=True)
 class Status:
     head_position: int
     projections: list[ProjectionStatus]
+    state: str = "OK"  # ALERT when any projection is in ALERT
 
     @property
     def caught_up(self) -> bool:
@@ -171,7 +176,11 @@ class Status:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Status:
-        return cls(head_position=data["headPosition"], projections=[
-            ProjectionStatus(name=p["name"], position=p["position"], lag=p["lag"],
-                             lag_seconds=p.get("lagSeconds"), parked=p["parked"])
-            for p in data["projections"]])
+        return cls(head_position=data["headPosition"], state=data.get("state", "OK"),
+                   projections=[ProjectionStatus(
+                       name=p["name"], position=p["position"], lag=p["lag"],
+                       lag_seconds=p.get("lagSeconds"), parked=p["parked"],
+                       state=p.get("state", "OK"), alert_reason=p.get("alertReason"),
+                       lag_alert_events=p.get("lagAlertEvents"),
+                       lag_alert_seconds=p.get("lagAlertSeconds"))
+                       for p in data["projections"]])

@@ -44,6 +44,7 @@ from core.errors import (
     ValidationError,
 )
 from core.events import NewEvent, RecordedEvent, VersionIngested, VersionKey, to_payload
+from core.logs import current_correlation_id
 from core.ports import AppendBatch, EventStore, IdempotencyClaim
 
 MAX_METADATA_BYTES = 256 * 1024
@@ -132,8 +133,9 @@ class BatchIngest:
         self.load = load
         self.max_content_bytes = max_content_bytes
         self.check = check
-        # One id for every event of the call: "these were ingested together".
-        self.correlation_id = str(uuid.uuid4())
+        # One id for every event of the call: "these were ingested together"; the request's
+        # id when there is one, so logs and events tie up (core.logs).
+        self.correlation_id = current_correlation_id() or str(uuid.uuid4())
 
     async def run(self, commands: Sequence[IngestVersion], *, atomic: bool) -> list[IngestOutcome]:
         """Outcomes in command order. Atomic: every result, or only the first refusal."""

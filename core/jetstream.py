@@ -21,6 +21,7 @@ MSG_ID = "Nats-Msg-Id"
 EXPECTED_LAST_MSG_ID = "Nats-Expected-Last-Msg-Id"
 POSITION_HEADER = "Artifactlog-Position"
 TYPE_HEADER = "Artifactlog-Type"
+CORRELATION_HEADER = "Artifactlog-Correlation-Id"  # the ingest's id, for consumers' logs
 
 
 async def connect(url: str, *, name: str) -> NatsClient:
@@ -118,6 +119,8 @@ class JetStreamPublisher:
                        TYPE_HEADER: event.type}
             if previous is not None:
                 headers[EXPECTED_LAST_MSG_ID] = previous
+            if correlation_id := event.metadata.get("correlationId"):
+                headers[CORRELATION_HEADER] = str(correlation_id)
             payload = json.dumps(event.to_json(), separators=(",", ":")).encode()
             futures.append(await self.js.publish_async(
                 subject_for(self.settings, event.namespace, event.name), payload,

@@ -85,6 +85,11 @@ class Relay:
         while events := await self.store.read_after(self.position, self.batch_size):
             await self._check_leadership()
             await self.publisher.publish(events)
+            if log.isEnabledFor(logging.DEBUG):  # one line per event: tracing an ingest
+                for event in events:
+                    log.debug("relay published position=%s", event.position, extra={
+                        "position": event.position, "event_id": str(event.event_id),
+                        "correlation_id": event.metadata.get("correlationId")})
             self.position = events[-1].position
             await self._write_checkpoint()
             total += len(events)

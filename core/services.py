@@ -24,6 +24,7 @@ from core.commands import IngestVersion, PromoteVersion, WithdrawVersion
 from core.content import Content, decode_content
 from core.errors import Conflict, ContentGone, LimitExceeded, NotFound, StreamVersionTaken
 from core.events import DomainEvent, NewEvent, RecordedEvent, VersionKey
+from core.logs import current_correlation_id
 from core.ports import AppendBatch, EventStore
 from core.promotion import Promotions
 from core.schema_registry import SchemaRegistry
@@ -206,7 +207,8 @@ class ArtifactService:
         **extra: Any,
     ) -> NewEvent:
         """The envelope for ``event``, ``offset`` stream versions after the state's."""
-        metadata = {"actor": actor, "correlationId": str(uuid.uuid4()), **extra}
+        metadata = {"actor": actor,
+                    "correlationId": current_correlation_id() or str(uuid.uuid4()), **extra}
         return NewEvent(state.namespace, state.name, state.stream_version + offset, event,
                         {k: v for k, v in metadata.items() if v is not None})
 

@@ -22,9 +22,6 @@ ENVIRONMENT: dict[str, str] = {
     "ARTIFACTLOG_HOST": "host",
     "ARTIFACTLOG_PORT": "port",
     "ARTIFACTLOG_MAX_CONTENT_BYTES": "max_content_bytes",
-    "ARTIFACTLOG_CONTENT_STORE": "content_store",
-    "ARTIFACTLOG_S3_ENDPOINT": "s3_endpoint",
-    "ARTIFACTLOG_EVENT_PARTITION_SIZE": "event_partition_size",
     "ARTIFACTLOG_STREAM": "stream_name",
     "ARTIFACTLOG_SUBJECT_PREFIX": "subject_prefix",
     "ARTIFACTLOG_DUPLICATE_WINDOW_SECONDS": "duplicate_window_seconds",
@@ -40,6 +37,11 @@ ENVIRONMENT: dict[str, str] = {
     "ARTIFACTLOG_GRAPHQL_MAX_TOKENS": "graphql_max_tokens",
     "ARTIFACTLOG_MAX_BODY_BYTES": "max_body_bytes",
     "ARTIFACTLOG_LOG_LEVEL": "log_level",
+    "ARTIFACTLOG_LAG_ALERT_EVENTS": "lag_alert_events",
+    "ARTIFACTLOG_LAG_ALERT_SECONDS": "lag_alert_seconds",
+    "ARTIFACTLOG_LAG_ALERT_OVERRIDES": "lag_alert_overrides",
+    "ARTIFACTLOG_LAG_WATCH_INTERVAL_SECONDS": "lag_watch_interval_seconds",
+    "ARTIFACTLOG_PROBE_TIMEOUT_SECONDS": "probe_timeout_seconds",
 }
 
 
@@ -52,12 +54,6 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     max_content_bytes: int = 16 * 1024 * 1024
-    # Where content bytes live: "postgres" (the content table, in the event transaction) or
-    # "s3://bucket/prefix" (credentials and region from the standard AWS variables).
-    content_store: str = "postgres"
-    s3_endpoint: str | None = None  # URL of an S3-compatible server; None: AWS itself
-    # Positions per events partition; read when migration 0006 creates the partitioned table.
-    event_partition_size: int = 10_000_000
     stream_name: str = "ARTIFACTLOG_EVENTS"
     subject_prefix: str = "artifactlog.events"
     # Longer than any relay retry, so a republished event is always recognised as a duplicate.
@@ -77,6 +73,14 @@ class Settings:
     # Room for the largest content as base64 inside a JSON request, plus metadata.
     max_body_bytes: int = 24 * 1024 * 1024
     log_level: str = "INFO"
+    # A projection further behind than either threshold is in ALERT (status, metrics, logs).
+    lag_alert_events: int = 10_000
+    lag_alert_seconds: float = 300.0
+    # Per projection, e.g. "analytics.events=50000,version_history.seconds=30".
+    lag_alert_overrides: str = ""
+    lag_watch_interval_seconds: float = 5.0
+    # The longest /readyz and /metrics wait for one dependency: a probe never hangs.
+    probe_timeout_seconds: float = 2.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

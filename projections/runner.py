@@ -167,6 +167,13 @@ class ProjectionWorker:
         for msg in messages:
             await msg.ack()
         self.applied += len(decoded.events)
+        if log.isEnabledFor(logging.DEBUG):  # one line per event: tracing an ingest
+            for event in decoded.events:
+                log.debug("projection=%s applied position=%s", self.projection.name,
+                          event.position, extra={
+                              "projection": self.projection.name, "partition": partition,
+                              "position": event.position, "event_id": str(event.event_id),
+                              "correlation_id": event.metadata.get("correlationId")})
 
     async def _apply_guarded(self, partition: int, events: Sequence[RecordedEvent]) -> None:
         blocked = await self.parking.blocked_artifacts(self.projection.name)
