@@ -22,6 +22,9 @@ ENVIRONMENT: dict[str, str] = {
     "ARTIFACTLOG_HOST": "host",
     "ARTIFACTLOG_PORT": "port",
     "ARTIFACTLOG_MAX_CONTENT_BYTES": "max_content_bytes",
+    "ARTIFACTLOG_CONTENT_STORE": "content_store",
+    "ARTIFACTLOG_S3_ENDPOINT": "s3_endpoint",
+    "ARTIFACTLOG_EVENT_PARTITION_SIZE": "event_partition_size",
     "ARTIFACTLOG_STREAM": "stream_name",
     "ARTIFACTLOG_SUBJECT_PREFIX": "subject_prefix",
     "ARTIFACTLOG_DUPLICATE_WINDOW_SECONDS": "duplicate_window_seconds",
@@ -54,6 +57,12 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     max_content_bytes: int = 16 * 1024 * 1024
+    # Where content bytes live: "postgres" (the content table, in the event transaction) or
+    # "s3://bucket/prefix" (credentials and region from the standard AWS variables).
+    content_store: str = "postgres"
+    s3_endpoint: str | None = None  # URL of an S3-compatible server; None: AWS itself
+    # Positions per events partition; read when migration 0006 creates the partitioned table.
+    event_partition_size: int = 10_000_000
     stream_name: str = "ARTIFACTLOG_EVENTS"
     subject_prefix: str = "artifactlog.events"
     # Longer than any relay retry, so a republished event is always recognised as a duplicate.
