@@ -6,6 +6,8 @@ Each test has a database of its own, so the dispatcher sees only the test's webh
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -165,3 +167,31 @@ async def test_bad_subscriptions_are_refused_and_nothing_written(
         await system.webhooks.deliveries("nope")
     with pytest.raises(NotFound):
         await system.webhooks.delete("00000000-0000-0000-0000-000000000000")
+
+
+async def test_two_dispatchers_deliver_each_event_once(system: System) -> None:
+    """Two workers (say `artifactlog up` and `artifactlog run webhooks`) on one database: one
+    leads, the other stands by, and nothing arrives twice."""
+    receiver = Receiver()
+    _, receiver.secret = await system.webhooks.create(receiver.url)
+    store = system.dispatcher.events
+    workers = [WebhookDispatcher(system.dispatcher.pool, store, poll_seconds=0.02)
+               for _ in range(2)]
+    stop = asyncio.Event()
+    receiver.start()
+    tasks = [asyncio.create_task(w.run(stop)) for w in workers]
+    try:
+        for i in range(8):
+            await system.service.ingest(IngestVersion("ns", "a", content={"i": i}))
+        deadline = time.monotonic() + 20
+        while len(receiver.received) < 8 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # the receiver runs in a thread: polling is what fits
+        await asyncio.sleep(0.3)  # room for a duplicate to show up, if there were one
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        receiver.stop()
+    ids = [r.delivery for r in receiver.received]
+    assert len(ids) == len(set(ids)) == 8
+    assert [r.body["event"]["payload"]["number"] for r in receiver.received] == list(
+        range(1, 9))

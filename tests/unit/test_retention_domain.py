@@ -82,3 +82,15 @@ def test_archive_and_unarchive_are_idempotent() -> None:
     assert decide_archive(state, True, None) is None
     with pytest.raises(NotFound):
         decide_archive(ArtifactState("ns", "missing"), True, None)
+
+
+def test_analytics_counts_purges_and_archives_as_artifact_events() -> None:
+    from projections.analytics import derive, needed_versions
+
+    events = recorded([(ingested(1, "d1"), T0), (ContentPurged(1, "d1", "r"), T0),
+                       (ArtifactArchived("old"), T0)])
+    assert needed_versions(events) == set()
+    rows = derive(events, {}, 0)
+    assert [(r[2], r[9]) for r in rows["events"]] == [
+        ("VersionIngested", 1), ("ContentPurged", 1), ("ArtifactArchived", 0)]
+    assert len(rows["versions"]) == 1  # a purge leaves the version's row as it was
