@@ -19,6 +19,7 @@ ENVIRONMENT: dict[str, str] = {
     "DATABASE_URL": "database_url",
     "NATS_URL": "nats_url",
     "CLICKHOUSE_URL": "clickhouse_url",
+    "ARTIFACTLOG_CLICKHOUSE_CLUSTER": "clickhouse_cluster",
     "ARTIFACTLOG_HOST": "host",
     "ARTIFACTLOG_PORT": "port",
     "ARTIFACTLOG_MAX_CONTENT_BYTES": "max_content_bytes",
@@ -54,6 +55,9 @@ class Settings:
     database_url: str | None = None
     nats_url: str | None = None
     clickhouse_url: str | None = None
+    # A cluster of the server's remote_servers: Replicated*MergeTree ON CLUSTER + Distributed
+    # tables (core/clickhouse_ddl.py). None: single-node tables (chDB or one server).
+    clickhouse_cluster: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     max_content_bytes: int = 16 * 1024 * 1024

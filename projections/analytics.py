@@ -25,6 +25,7 @@ from typing import Any
 
 from core.artifact import Stage
 from core.clickhouse import ClickHouse
+from core.clickhouse_ddl import ClickHouseLayout
 from core.events import (
     VERSION_EVENTS,
     RecordedEvent,
@@ -107,19 +108,22 @@ class AnalyticsProjection:
     def __init__(self, clickhouse: ClickHouse, settings: Settings) -> None:
         self.clickhouse = clickhouse
         self.settings = settings
+        self.layout = ClickHouseLayout(settings.clickhouse_cluster)  # one node, or a cluster
 
     async def setup(self) -> None:
-        await self.clickhouse.command(
+        for ddl in self.layout.create(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, description String,"
             f" applied_at {DATETIME} DEFAULT now64(6, 'UTC'))"
-            " ENGINE = ReplacingMergeTree ORDER BY version")
+            " ENGINE = ReplacingMergeTree ORDER BY version"):
+            await self.clickhouse.command(ddl)
         _, _, rows = await self.clickhouse.query("SELECT version FROM schema_migrations FINAL")
         applied = {int(row[0]) for row in rows}
         for version, description, statements in MIGRATIONS:
             if version in applied:
                 continue
             for statement in statements:
-                await self.clickhouse.command(statement)
+                for ddl in self.layout.create(statement):
+                    await self.clickhouse.command(ddl)
             await self.clickhouse.insert("schema_migrations", [[version, description]],
                                          ["version", "description"])
 
@@ -140,7 +144,8 @@ class AnalyticsProjection:
         for table in TABLES:  # in insert order, `events` last
             if rows.get(table):
                 await self.clickhouse.insert(table, rows[table], COLUMNS[table],
-                                             settings=INSERT_SETTINGS)
+                                             settings={**INSERT_SETTINGS,
+                                                       **self.layout.insert_settings()})
 
     async def reset(self, artifacts: set[Artifact] | None = None) -> None:
         """Delete all rows (None) or the given artifacts' rows.
@@ -151,14 +156,15 @@ class AnalyticsProjection:
         """
         if artifacts is None:
             for table in TABLES:
-                await self.clickhouse.command(f"TRUNCATE TABLE IF EXISTS {table}")
+                await self.clickhouse.command(
+                    f"TRUNCATE TABLE IF EXISTS {self.layout.target(table)}")
             return
         if not artifacts:
             return
         keys = sorted(artifacts)
         for table, (ns_col, name_col) in TABLES.items():
             await self.clickhouse.command(
-                f"ALTER TABLE {table} DELETE WHERE ({ns_col}, {name_col})"
+                f"ALTER TABLE {self.layout.target(table)} DELETE WHERE ({ns_col}, {name_col})"
                 " IN {keys:Array(Tuple(String, String))}",
                 parameters={"keys": keys}, settings={"mutations_sync": 2})
 
