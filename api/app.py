@@ -22,6 +22,9 @@ from strawberry.types.unset import UNSET, UnsetType
 from api.auth import TokenAuth
 from api.bulk import handle_bulk
 from api.context import Context, Services
+from api.dashboard import dashboard_routes
+from api.dashboard_templates import STATIC_DIR as DASHBOARD_STATIC_DIR
+from api.dashboard_templates import STATIC_URL as DASHBOARD_STATIC_URL
 from api.graphiql import STATIC_DIR, STATIC_URL, graphiql_html
 from api.health import Readiness, readyz_endpoint
 from api.limits import BodyLimit
@@ -142,6 +145,9 @@ def create_app(services: Services, settings: Settings, tokens: TokenService) -> 
         WebSocketRoute("/graphql", graphql),
         Route("/sql", sql, methods=["POST"]),
         Mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="graphiql-static"),
+        Mount(DASHBOARD_STATIC_URL, StaticFiles(directory=DASHBOARD_STATIC_DIR),
+              name="dashboard-static"),
+        *dashboard_routes(services, tokens),
     ])
     # /ingest/bulk streams its body with limits of its own; buffering it would defeat that.
     return RequestLog(BodyLimit(TokenAuth(app, tokens), settings.max_body_bytes,

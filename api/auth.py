@@ -19,8 +19,10 @@ What passes without a token, and with no principal in scope:
 - websockets: browsers cannot set headers on a websocket, so GraphQL subscriptions
   authenticate with the token in the ``connection_init`` payload, checked by the GraphQL
   layer, not here;
-- ``/static/``: GraphiQL's scripts and styles (public code the page needs before it has a
-  token);
+- ``/static/``: GraphiQL's and the dashboard's scripts and styles (public code the pages
+  need before they have a token);
+- the dashboard (``/`` and ``/dashboard/``): its pages authenticate themselves, see
+  api/dashboard.py;
 - lifespan events.
 """
 
@@ -42,6 +44,11 @@ GRAPHQL_PATH = "/graphql"
 PUBLIC_PATHS = ("/healthz", "/metrics", "/readyz")
 # GraphiQL's scripts and styles: public code, loaded before a user can give the page a token.
 PUBLIC_PREFIXES = ("/static/",)
+# The dashboard's pages check the token themselves (api/dashboard.py): a browser without one
+# is sent to the sign-in form rather than given a 401 body, and only they read the session
+# cookie, which must never authorize anything else.
+DASHBOARD_PATHS = ("/",)
+DASHBOARD_PREFIX = "/dashboard/"
 
 
 class TokenAuth:
@@ -72,7 +79,8 @@ class TokenAuth:
     def _is_public(self, scope: Scope) -> bool:
         path = route_path(scope)
         return (path in self.public_paths or path.startswith(PUBLIC_PREFIXES)
-                or is_graphiql_page(scope, path))
+                or is_graphiql_page(scope, path)
+                or path in DASHBOARD_PATHS or path.startswith(DASHBOARD_PREFIX))
 
 
 def request_token(headers: Headers) -> str | None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import strawberry
 from strawberry.dataloader import DataLoader
 
+from core.activity_pg import ActivityReader
 from core.analytics_sql import ReadOnlySql
 from core.artifact import VersionState
 from core.auth import Principal, Scope
@@ -16,6 +17,7 @@ from core.errors import Unauthenticated
 from core.events import VersionKey
 from core.feed import EventFeed
 from core.history import HistoryQueries
+from core.lag_samples import LagSamples
 from core.retention import Retention
 from core.services import ArtifactService
 from core.webhooks_service import WebhookService
@@ -33,6 +35,8 @@ class Services:
     rebuilder: Rebuilder
     diffs: DiffService
     feed: EventFeed
+    activity: ActivityReader  # the dashboard's recent ingests, promotions and ingest rate
+    lag_samples: LagSamples  # the dashboard's lag chart
     analytics: ReadOnlySql | None = None  # None: this process does not serve analytics
     webhooks: WebhookService | None = None  # subscriptions and their delivery log
     retention: Retention | None = None  # retention policies, purges and archiving

@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from api.app import create_app
 from api.context import Services
 from api.metrics import MeteredArtifactService, ingest_context
+from core.activity_pg import ActivityReader
 from core.analytics_sql import ReadOnlySql
 from core.auth import TokenService
 from core.clickhouse import ClickHouse
@@ -29,6 +30,7 @@ from core.history import HistoryQueries
 from core.history_pg import HistoryReader
 from core.ingest_nats import NatsIngestWorker
 from core.jetstream import JetStreamPublisher, connect, ensure_stream
+from core.lag_samples import LagSampler, LagSamples
 from core.relay import Relay
 from core.retention import Retention
 from core.retention_pg import RetentionStore
@@ -133,6 +135,8 @@ def build_services(pool: AsyncConnectionPool, js: JetStreamContext, settings: Se
         rebuilder=Rebuilder(projections, store, settings),
         diffs=DiffService(artifacts),
         feed=EventFeed(store, js, settings),
+        activity=ActivityReader(pool),
+        lag_samples=LagSamples(pool),
         analytics=analytics,
         webhooks=WebhookService(WebhookStore(pool), store),
         retention=Retention(artifacts, RetentionStore(pool), store.contents))
@@ -173,6 +177,11 @@ async def serve(
         tasks.append(asyncio.create_task(LagWatch(
             runtime.services.status, interval=settings.lag_watch_interval_seconds).run(stop),
             name="lag-watch"))
+        # The dashboard's lag chart: the API process is the one every deployment runs, and
+        # replicas sampling at once write each sample once (core/lag_samples.py).
+        sampler = LagSampler(runtime.services.lag_samples,
+                             runtime.services.status.projections_status)
+        tasks.append(asyncio.create_task(sampler.run(stop), name="lag-sampler"))
         app = create_app(runtime.services, settings, TokenService(runtime.pool))
         config = uvicorn.Config(app, host=settings.host, port=settings.port,
                                 log_level="warning", lifespan="off")

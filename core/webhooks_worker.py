@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from psycopg_pool import AsyncConnectionPool
 
-from core.artifact import fold
+from core.artifact import ArtifactState, fold
 from core.events import RecordedEvent
 from core.ports import EventStore
 from core.webhooks import Webhook, backoff_seconds, delivery_body, delivery_id, signed_headers
@@ -88,12 +88,14 @@ class WebhookDispatcher:
             await asyncio.wait_for(stop.wait(), self.poll_seconds)
 
     async def tick(self, http: httpx.AsyncClient) -> int:
-        """Enqueue new deliveries and send what is due; returns how many were delivered."""
-        delivered = 0
-        for webhook in await self.store.signing():
-            await self.enqueue(webhook)
-            delivered += await self.send_due(webhook, http)
-        return delivered
+        """Enqueue new deliveries and send what is due; returns how many were delivered.
+        Webhooks proceed side by side, so a slow receiver holds back only its own queue."""
+        sent = await asyncio.gather(*(self._serve(w, http) for w in await self.store.signing()))
+        return sum(sent)
+
+    async def _serve(self, webhook: Webhook, http: httpx.AsyncClient) -> int:
+        await self.enqueue(webhook)
+        return await self.send_due(webhook, http)
 
     async def enqueue(self, webhook: Webhook) -> None:
         """Deliveries for the matching events after the checkpoint, up to the log head."""
@@ -102,19 +104,33 @@ class WebhookDispatcher:
             batch = await self.events.read_after(checkpoint, READ_BATCH)
             if not batch:
                 return
-            owed = [await self._new_delivery(webhook, e) for e in batch if webhook.matches(e)]
+            owed = await self._deliveries(webhook, batch)
             await self.store.enqueue(webhook.id, owed, batch[-1].position, self.clock())
             checkpoint = batch[-1].position
 
-    async def _new_delivery(self, webhook: Webhook, recorded: RecordedEvent) -> NewDelivery:
-        stream = await self.events.load_stream(recorded.namespace, recorded.name,
-                                               to_position=recorded.position)
-        before = fold(recorded.namespace, recorded.name, stream[:-1])
-        after = fold(recorded.namespace, recorded.name, stream)
-        ident = delivery_id(webhook.id, recorded.event_id)
-        return NewDelivery(ident, recorded.position, recorded.event_id, recorded.type,
-                           recorded.namespace, recorded.name,
-                           delivery_body(ident, webhook, recorded, before, after))
+    async def _deliveries(self, webhook: Webhook, batch: list[RecordedEvent]
+                          ) -> list[NewDelivery]:
+        """The batch's deliveries. An artifact is loaded once per batch (up to its first
+        matching event) and then folded forward with every event of it the batch holds,
+        matching or not, so a busy artifact costs one load, not one per event."""
+        states: dict[tuple[str, str], ArtifactState] = {}
+        owed = []
+        for recorded in batch:
+            key = (recorded.namespace, recorded.name)
+            matches = webhook.matches(recorded)
+            if key not in states:
+                if not matches:
+                    continue
+                stream = await self.events.load_stream(*key, to_position=recorded.position - 1)
+                states[key] = fold(*key, stream)
+            before = states[key].copy() if matches else None
+            after = states[key].apply(recorded)
+            if before is not None:
+                ident = delivery_id(webhook.id, recorded.event_id)
+                owed.append(NewDelivery(ident, recorded.position, recorded.event_id,
+                                        recorded.type, recorded.namespace, recorded.name,
+                                        delivery_body(ident, webhook, recorded, before, after)))
+        return owed
 
     async def send_due(self, webhook: Webhook, http: httpx.AsyncClient) -> int:
         """Send the webhook's pending deliveries in order until one fails or is not due."""

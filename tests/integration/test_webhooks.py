@@ -195,3 +195,25 @@ async def test_two_dispatchers_deliver_each_event_once(system: System) -> None:
     assert len(ids) == len(set(ids)) == 8
     assert [r.body["event"]["payload"]["number"] for r in receiver.received] == list(
         range(1, 9))
+
+
+async def test_previous_production_is_right_for_each_promotion_of_one_batch(
+        system: System) -> None:
+    receiver = Receiver()
+    _, receiver.secret = await system.webhooks.create(receiver.url,
+                                                      event_types=["VersionPromoted"])
+    for i in range(3):
+        await system.service.ingest(IngestVersion("ml", "m", content={"i": i}))
+    for number in (1, 2, 3, 1):
+        await system.service.promote(PromoteVersion(VersionRef("ml", "m", number),
+                                                    actor=f"actor{number}"))
+    receiver.start()
+    try:
+        assert await system.dispatcher.tick(system.http) == 4
+    finally:
+        receiver.stop()
+    bodies = [r.body for r in receiver.received]
+    assert [(b["version"]["number"], (b["previous"]["production"] or {}).get("number"),
+             b["actor"]) for b in bodies] == [
+        (1, None, "actor1"), (2, 1, "actor2"), (3, 2, "actor3"), (1, 3, "actor1")]
+    assert bodies[3]["previous"]["version"]["stage"] == "SUPERSEDED"
