@@ -142,6 +142,12 @@ def build_services(pool: AsyncConnectionPool, js: JetStreamContext, settings: Se
         retention=Retention(artifacts, RetentionStore(pool), store.contents))
 
 
+async def maintenance(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Apply the retention policies hourly (also `artifactlog retention apply`)."""
+    assert runtime.services.retention is not None, "build_services wires retention"
+    await runtime.services.retention.run_periodically(stop)
+
+
 def stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -166,6 +172,7 @@ async def serve(
             # Webhooks follow the log as the relay does (one dispatcher leads at a time).
             tasks.append(asyncio.create_task(WebhookDispatcher(
                 runtime.pool, runtime.service.store).run(stop), name="webhooks"))
+            tasks.append(asyncio.create_task(maintenance(runtime, stop), name="retention"))
         if with_projections:
             tasks += [asyncio.create_task(runtime.worker(name).run(stop), name=name)
                       for name in runtime.projections]
@@ -211,7 +218,9 @@ async def run_role(settings: Settings, role: str) -> None:
             await runtime.relay().run(stop)
         elif role == "ingest":
             await NatsIngestWorker(runtime.nats, runtime.service).run(stop)
-        elif role == "webhooks":
-            await WebhookDispatcher(runtime.pool, runtime.service.store).run(stop)
+        elif role == "webhooks":  # the dispatcher, and retention as its maintenance duty
+            await asyncio.gather(
+                WebhookDispatcher(runtime.pool, runtime.service.store).run(stop),
+                maintenance(runtime, stop))
         else:
             await runtime.worker(role.removeprefix("projection:")).run(stop)
