@@ -12,7 +12,10 @@ reference removed bytes; the window is one transaction long.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -24,7 +27,12 @@ from core.ports import AppendBatch
 from core.retention_pg import RetentionPolicy, RetentionStore
 from core.services import ArtifactService
 
+log = logging.getLogger("artifactlog.retention")
+
 MAX_ATTEMPTS = 8
+# How often the maintenance worker (the webhooks role) applies every policy: retention counts
+# in days, so an hour late is nothing.
+APPLY_INTERVAL_SECONDS = 3600.0
 MAX_DRAFT_DAYS = 36_500
 
 
@@ -130,6 +138,24 @@ class Retention:
         for digest in sorted(candidates - in_use):
             if report.dry_run or await self.contents.delete(digest):
                 report.digests_deleted.append(digest)
+
+    async def run_periodically(self, stop: asyncio.Event, *,
+                               interval_seconds: float = APPLY_INTERVAL_SECONDS,
+                               clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+                               ) -> None:
+        """Apply every policy now and then each interval until ``stop``. Two workers doing
+        this at once are safe: purges append with an expected stream version (the loser
+        reloads and finds nothing left to purge) and deleting gone bytes is a no-op."""
+        while not stop.is_set():
+            try:
+                report = await self.apply(now=clock(), actor="retention")
+                if report.purged:
+                    log.info("retention purged %d version(s), removed %d digest(s)",
+                             len(report.purged), len(report.digests_deleted))
+            except Exception:
+                log.exception("retention run failed; retrying at the next interval")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_seconds)
 
     async def archive(self, namespace: str, name: str, *, archived: bool,
                       reason: str | None, actor: str | None) -> int:

@@ -4,6 +4,7 @@ version uses them, diffs refusing purged versions, archiving, and bad input."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -120,3 +121,23 @@ async def test_bad_days_are_refused_and_nothing_written(retention: Retention, na
         await retention.apply(namespace=names)
     with pytest.raises(ValidationError):
         await retention.set_policy("bad/ns", 3, "admin")
+
+
+async def test_the_maintenance_loop_applies_policies(retention: Retention,
+                                                     service: ArtifactService,
+                                                     names: str) -> None:
+    await service.ingest(IngestVersion(names, "draft", content={"old": names}))
+    await retention.set_policy(names, 3, "admin")
+    stop = asyncio.Event()
+    task = asyncio.create_task(retention.run_periodically(
+        stop, interval_seconds=60, clock=lambda: datetime.now(UTC) + timedelta(days=4)))
+    try:
+        for _ in range(200):
+            if (await service.load(names, "draft")).versions[0].purged:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+    state = await service.load(names, "draft")
+    assert state.versions[0].purged

@@ -24,6 +24,7 @@ from core.settings import Settings
 from core.webhooks_pg import WebhookStore
 from core.webhooks_service import WebhookService
 from core.webhooks_worker import WebhookDispatcher
+from tests.conftest import role_process
 from tests.integration.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.anyio
@@ -217,3 +218,36 @@ async def test_previous_production_is_right_for_each_promotion_of_one_batch(
              b["actor"]) for b in bodies] == [
         (1, None, "actor1"), (2, 1, "actor2"), (3, 2, "actor3"), (1, 3, "actor1")]
     assert bodies[3]["previous"]["version"]["stage"] == "SUPERSEDED"
+
+
+def test_the_webhooks_role_runs_as_a_process(fresh_settings: Settings) -> None:
+    """`artifactlog run webhooks`: deliveries from a process of its own."""
+    import anyio
+
+    async def subscribe_and_ingest(url: str) -> str:
+        assert fresh_settings.database_url
+        pool = await open_pool(fresh_settings.database_url)
+        try:
+            store = PostgresEventStore(pool)
+            _, secret = await WebhookService(WebhookStore(pool), store).create(url)
+            await ArtifactService(store, max_content_bytes=1024).ingest(
+                IngestVersion("ns", "a", content={"from": "role"}))
+            return secret
+        finally:
+            await pool.close()
+
+    receiver = Receiver()
+    receiver.secret = anyio.run(subscribe_and_ingest, receiver.url)
+    receiver.start()
+    process = role_process(fresh_settings, "webhooks")
+    try:
+        deadline = time.monotonic() + 60
+        while not receiver.received and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+    finally:
+        process.terminate()
+        process.wait(20)
+        receiver.stop()
+    assert [r.body["event"]["payload"]["number"] for r in receiver.received] == [1]
+    assert receiver.received[0].verified
+    assert receiver.secret not in (fresh_settings.home / "webhooks.log").read_text()
