@@ -19,8 +19,10 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from core.artifact import ArtifactState, fold
@@ -57,28 +59,37 @@ class WebhookDispatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Dispatch until ``stop`` is set (as a standby while another dispatcher holds the
-        lock)."""
-        async with self.pool.connection() as lock_conn, httpx.AsyncClient(
-                timeout=self.timeout_seconds, follow_redirects=False) as http:
-            await lock_conn.set_autocommit(True)
+        lock); a lost database connection is reopened."""
+        async with httpx.AsyncClient(timeout=self.timeout_seconds,
+                                     follow_redirects=False) as http:
+            while not stop.is_set():
+                try:
+                    await self._contend(http, stop)
+                except psycopg.OperationalError as exc:
+                    log.warning("webhook dispatcher lost the database: %r; reconnecting", exc)
+                await self._pause(stop)
+
+    async def _contend(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
+        # The lock lives on a connection of its own (a session lock; the pool's connections
+        # come and go), and dies with it: the leader checks it before each round.
+        async with await psycopg.AsyncConnection.connect(self.pool.conninfo,
+                                                         autocommit=True) as lock_conn:
             while not stop.is_set():
                 cur = await lock_conn.execute("SELECT pg_try_advisory_lock(%s)",
                                               (DISPATCH_LOCK_KEY,))
                 row = await cur.fetchone()
                 if row and row[0]:
-                    try:
-                        await self._lead(http, stop)
-                    finally:
-                        await lock_conn.execute("SELECT pg_advisory_unlock(%s)",
-                                                (DISPATCH_LOCK_KEY,))
+                    await self._lead(lock_conn, http, stop)
+                    await lock_conn.execute("SELECT pg_advisory_unlock(%s)",
+                                            (DISPATCH_LOCK_KEY,))
                 await self._pause(stop)
 
-    async def _lead(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
+    async def _lead(self, lock_conn: psycopg.AsyncConnection[Any], http: httpx.AsyncClient,
+                    stop: asyncio.Event) -> None:
         while not stop.is_set():
+            await lock_conn.execute("SELECT 1")  # still holding the lock? (raises if not)
             try:
                 await self.tick(http)
-            except (OSError, TimeoutError) as exc:  # the database went away: try again
-                log.warning("webhook dispatch failed: %r; retrying", exc)
             except Exception:
                 log.exception("webhook dispatch failed; retrying")
             await self._pause(stop)

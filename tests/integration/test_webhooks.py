@@ -23,7 +23,7 @@ from core.services import ArtifactService
 from core.settings import Settings
 from core.webhooks_pg import WebhookStore
 from core.webhooks_service import WebhookService
-from core.webhooks_worker import WebhookDispatcher
+from core.webhooks_worker import DISPATCH_LOCK_KEY, WebhookDispatcher
 from tests.conftest import role_process
 from tests.integration.webhook_receiver import Receiver
 
@@ -251,3 +251,35 @@ def test_the_webhooks_role_runs_as_a_process(fresh_settings: Settings) -> None:
     assert [r.body["event"]["payload"]["number"] for r in receiver.received] == [1]
     assert receiver.received[0].verified
     assert receiver.secret not in (fresh_settings.home / "webhooks.log").read_text()
+
+
+async def test_dispatcher_survives_losing_its_lock_connection(system: System) -> None:
+    receiver = Receiver()
+    _, receiver.secret = await system.webhooks.create(receiver.url)
+    dispatcher = WebhookDispatcher(system.dispatcher.pool, system.dispatcher.events,
+                                   poll_seconds=0.02)
+    stop = asyncio.Event()
+    receiver.start()
+    task = asyncio.create_task(dispatcher.run(stop))
+
+    async def received(count: int) -> None:
+        deadline = time.monotonic() + 20
+        while len(receiver.received) < count and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # the receiver runs in a thread: polling is what fits
+        assert len(receiver.received) == count
+
+    try:
+        await system.service.ingest(IngestVersion("ns", "a", content={"i": 1}))
+        await received(1)
+        async with dispatcher.pool.connection() as conn:  # as a Postgres restart would
+            cur = await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND objid = %s AND granted", (DISPATCH_LOCK_KEY,))
+            assert [row[0] for row in await cur.fetchall()] == [True]
+        await system.service.ingest(IngestVersion("ns", "a", content={"i": 2}))
+        await received(2)
+    finally:
+        stop.set()
+        await task
+        receiver.stop()
+    assert [r.body["event"]["payload"]["number"] for r in receiver.received] == [1, 2]
