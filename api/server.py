@@ -23,6 +23,7 @@ from core.analytics_sql import ReadOnlySql
 from core.auth import TokenService
 from core.clickhouse import ClickHouse
 from core.comparison import DiffService
+from core.content_store import content_store_for
 from core.db import open_pool
 from core.eventlog_pg import PostgresEventStore
 from core.feed import EventFeed
@@ -124,7 +125,7 @@ async def open_runtime(settings: Settings, *, role: str) -> AsyncIterator[Runtim
 def build_services(pool: AsyncConnectionPool, js: JetStreamContext, settings: Settings,
                    projections: dict[str, Projection],
                    analytics: ReadOnlySql | None = None) -> Services:
-    store = PostgresEventStore(pool)
+    store = PostgresEventStore(pool, content_store_for(settings, pool))
     artifacts = MeteredArtifactService(store, max_content_bytes=settings.max_content_bytes,
                                        schemas=SchemaRegistry(pool))
     return Services(
