@@ -191,8 +191,9 @@ async def serve(
                              runtime.services.status.projections_status)
         tasks.append(asyncio.create_task(sampler.run(stop), name="lag-sampler"))
         app = create_app(runtime.services, settings, TokenService(runtime.pool))
+        # log_config=None: uvicorn's records go through core.logs (JSON, redacted) too.
         config = uvicorn.Config(app, host=settings.host, port=settings.port,
-                                log_level="warning", lifespan="off")
+                                log_level="warning", lifespan="off", log_config=None)
         server = ApiServer(config)
         server_task = asyncio.create_task(server.serve(), name="http")
         # uvicorn reports readiness only as a flag

@@ -3,6 +3,7 @@ lag figures read from the shared state, and a scrape that still answers with NAT
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -10,8 +11,11 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import REGISTRY
 
+from api.metrics import MeteredArtifactService, ingest_context
 from core.commands import IngestVersion
+from core.ingest_nats import NatsIngestWorker
 from core.runtime import EmbeddedNats, free_port
 from core.settings import Settings
 from tests.integration.observed import INGEST, observed_app, sample, version_history_worker
@@ -70,6 +74,41 @@ async def test_ingest_and_request_counters_move_by_exactly_what_was_done(system:
     # the first scrape itself was counted once it had answered
     assert delta("artifactlog_http_requests_total", route="/metrics", method="GET",
                  status="200") == 1
+
+
+async def test_ingests_over_the_nats_subject_count_as_nats(system: System) -> None:
+    service = MeteredArtifactService(system.store,
+                                     max_content_bytes=system.settings.max_content_bytes)
+    subject = f"t{uuid.uuid4().hex[:8]}.ingest"
+    worker = NatsIngestWorker(system.nats, service, subject=subject)
+    before = sample_counter("nats", "created")
+    stop = asyncio.Event()
+    # as api/server.py starts it: every ingest of that task (and its children) is "nats"
+    task = asyncio.create_task(worker.run(stop), context=ingest_context("nats"))
+    try:
+        await wait_until(lambda: _subscribed(system, subject), within=10)
+        reply = await system.nats.request(subject, json.dumps(
+            [{"namespace": "ns", "name": "n1", "text": "a"},
+             {"namespace": "ns", "name": "n2", "text": "b"}]).encode(), timeout=10)
+        assert [r["created"] for r in json.loads(reply.data)] == [True, True]
+    finally:
+        stop.set()
+        await task
+    assert sample_counter("nats", "created") - before == 2
+
+
+def sample_counter(path: str, outcome: str) -> float:
+    found = REGISTRY.get_sample_value("artifactlog_ingests_total",
+                                      {"path": path, "outcome": outcome})
+    return found or 0.0
+
+
+async def _subscribed(system: System, subject: str) -> bool:
+    try:
+        await system.nats.request(subject, b"[]", timeout=0.5)
+    except Exception:
+        return False
+    return True
 
 
 async def test_lag_figures_come_from_the_shared_state(system: System) -> None:
