@@ -28,6 +28,7 @@ from api.context import Services
 from api.dashboard_auth import (
     LOGIN_PATH,
     LOGOUT_PATH,
+    REASONS,
     local_target,
     login_redirect,
     page_principal,
@@ -116,7 +117,7 @@ def dashboard_routes(services: Services, tokens: TokenService) -> list[BaseRoute
                 template, context = await view(request, principal)
             except ArtifactlogError as exc:
                 if exc.code == "UNAUTHENTICATED":
-                    return login_redirect(request, reason=exc.message)
+                    return login_redirect(request, reason="expired")
                 return failure(request, exc)
             except (psycopg.OperationalError, NatsError, TimeoutError):
                 return failure(request, Unavailable("a database or NATS is unavailable; the "
@@ -131,7 +132,9 @@ def dashboard_routes(services: Services, tokens: TokenService) -> list[BaseRoute
         return "home.html", {"view": view}
 
     async def artifact(request: Request, principal: Principal) -> tuple[str, dict[str, Any]]:
-        stage, after = stage_param(request), int_param(request, "after", 0, 0, MAX_INT)
+        stage = stage_param(request)
+        after = (int_param(request, "after", 0, 0, MAX_INT)
+                 if request.query_params.get("after") else None)
         namespace, name = artifact_path(request)
         view = await views.artifact(services, principal, namespace, name, stage=stage,
                                     after=after)
@@ -151,7 +154,7 @@ def dashboard_routes(services: Services, tokens: TokenService) -> list[BaseRoute
         # The form posts to ?next=..., so a failed attempt still knows where to go after.
         return pages.render(request, "login.html", {
             "principal": None, "error": error,
-            "reason": request.query_params.get("reason"),
+            "reason": REASONS.get(request.query_params.get("reason", "")),
             "next": local_target(request.query_params.get("next"))}, status=status)
 
     async def login(request: Request) -> Response:
@@ -166,7 +169,7 @@ def dashboard_routes(services: Services, tokens: TokenService) -> list[BaseRoute
     async def logout(request: Request) -> Response:
         if not same_origin(request):
             return failure(request, Forbidden("sign out from this server's own pages"))
-        return without_session(RedirectResponse(f"{LOGIN_PATH}?reason=Signed+out.",
+        return without_session(RedirectResponse(f"{LOGIN_PATH}?reason=signed-out",
                                                 status_code=303))
 
     return [

@@ -54,7 +54,17 @@ def local_target(value: str | None) -> str:
     return value
 
 
+# Why the form is shown, by code: the page prints only these texts, so a crafted link cannot
+# put words of its own on our sign-in page.
+REASONS = {
+    "expired": "The token this browser sent is not valid (revoked, unknown or malformed):"
+               " sign in again.",
+    "signed-out": "Signed out.",
+}
+
+
 def login_redirect(request: Request, reason: str | None = None) -> RedirectResponse:
+    """To the form, and back to this page after; ``reason`` is a key of REASONS."""
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     query = {"next": target, **({"reason": reason} if reason else {})}
     response = RedirectResponse(f"{LOGIN_PATH}?{urlencode(query)}", status_code=303)

@@ -43,7 +43,8 @@ class ArtifactView:
     summary: ArtifactSummary
     versions: list[VersionState]
     version_total: int
-    next_after: int | None  # the ?after= of the next page, None on the last
+    next_after: int | None  # the ?after= of the next (newer) page, None on the last
+    previous_after: int | None  # the ?after= of the previous (older) page, None on the first
     stage: Stage | None
     promotions: list[PromotionRecord]
 
@@ -81,16 +82,21 @@ async def home(services: Services, principal: Principal, *, minutes: int,
 
 
 async def artifact(services: Services, principal: Principal, namespace: str, name: str, *,
-                   stage: Stage | None, after: int) -> ArtifactView:
+                   stage: Stage | None, after: int | None) -> ArtifactView:
+    """A page of the artifact's versions after number ``after``; by default the newest page
+    (all stages) or the first (one stage, whose numbers are not contiguous)."""
     principal.require(Scope.READ, namespace)
     found = await services.history.reader.artifact(namespace, name)
     if found is None:
         raise NotFound(f"there is no artifact {namespace}/{name}")
+    if after is None:
+        after = 0 if stage else max(found.latest_number - VERSION_ROWS, 0)
     versions, total = await services.history.reader.versions_page(
         namespace, name, stage=stage, after_number=after, limit=VERSION_ROWS + 1)
     more = len(versions) > VERSION_ROWS
     versions = versions[:VERSION_ROWS]
-    return ArtifactView(found, versions, total, versions[-1].number if more else None, stage,
+    return ArtifactView(found, versions, total, versions[-1].number if more else None,
+                        max(after - VERSION_ROWS, 0) if after > 0 else None, stage,
                         await services.history.reader.promotions(namespace, name))
 
 

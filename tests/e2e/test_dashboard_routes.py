@@ -171,7 +171,12 @@ async def test_a_revoked_session_goes_back_to_the_form(dash: Dashboard) -> None:
     await tokens.revoke(info.name)
     again = await dash.http.get("/")
     assert again.status_code == 303
-    assert "reason=" in again.headers["location"]
+    assert "reason=expired" in again.headers["location"]
+    form = await dash.http.get(again.headers["location"])
+    assert "is not valid (revoked, unknown or malformed)" in form.text
+    # Only the known reasons are printed: a crafted link cannot word our sign-in page.
+    crafted = await dash.http.get("/dashboard/login?reason=Paste+your+token+at+evil.example")
+    assert "evil.example" not in crafted.text
 
 
 async def test_a_bearer_header_works_without_the_form(dash: Dashboard, names: str) -> None:
@@ -306,3 +311,26 @@ async def test_the_stylesheet_is_served_without_a_token(dash: Dashboard) -> None
     response = await dash.http.get("/static/dashboard/dashboard.css")
     assert response.status_code == 200
     assert "svg.lineage" in response.text
+
+
+async def test_a_long_history_opens_at_its_newest_versions(dash: Dashboard, names: str
+                                                           ) -> None:
+    inputs = [{"namespace": names, "name": "long", "content": i} for i in range(105)]
+    body = await dash.gql("mutation($inputs: [IngestInput!]!) { ingestBatch(inputs: $inputs)"
+                          " { result { position } } }", inputs=inputs)
+    await dash.wait(names, "long", body["ingestBatch"][-1]["result"]["position"])
+    await signed_in(dash, "read")
+
+    async def numbers(query: str) -> tuple[list[int], str]:
+        page = await dash.http.get(f"/dashboard/artifacts/{names}/long{query}")
+        assert page.status_code == 200
+        return [int(n) for n in re.findall(r'<tr data-number="(\d+)"', page.text)], page.text
+
+    newest, text = await numbers("")
+    assert newest == list(range(6, 106))
+    assert 'href="?after=0"' in text
+    assert "newer versions" not in text
+    oldest, text = await numbers("?after=0")
+    assert oldest == list(range(1, 101))
+    assert 'href="?after=100"' in text
+    assert (await numbers("?after=100"))[0] == list(range(101, 106))
