@@ -21,15 +21,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+import boto3  # type: ignore[import-untyped]  # no stubs shipped
+from botocore.config import Config  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
 from core.content import Content
 from core.errors import Unavailable, ValidationError
 
 T = TypeVar("T")
 DIGEST = re.compile(r"[0-9a-f]{64}")
+HEADER_SAFE = re.compile(r"[\x20-\x7e]{1,255}")
 MISSING = {"404", "NoSuchKey", "NotFound"}
 # Concurrent uploads of one batch: enough to hide latency, within boto3's connection pool.
 UPLOADS_AT_ONCE = 8
@@ -84,10 +85,12 @@ class S3ContentStore:
         await asyncio.gather(*[put(c) for c in unique])
 
     def _put(self, content: Content) -> None:
+        extra = {"ContentType": content.media_type} if HEADER_SAFE.fullmatch(
+            content.media_type) else {}  # the media type is user input: never a bad header
         self.client.put_object(
             Bucket=self.location.bucket, Key=self.location.key(content.digest),
-            Body=content.data, ContentType=content.media_type,
-            ChecksumSHA256=base64.b64encode(bytes.fromhex(content.digest)).decode())
+            Body=content.data,
+            ChecksumSHA256=base64.b64encode(bytes.fromhex(content.digest)).decode(), **extra)
 
     async def get(self, digest: str) -> bytes | None:
         key = self.location.key(digest)

@@ -208,3 +208,11 @@ async def test_a_bad_digest_never_becomes_an_object_key(s3_settings: Settings) -
     contents = content_store_for(s3_settings, None)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="sha256"):
         await contents.get("../../etc/passwd")
+
+
+async def test_any_media_type_is_stored(s3_settings: Settings) -> None:
+    contents = content_store_for(s3_settings, None)  # type: ignore[arg-type]
+    odd = encode_content(text=uuid.uuid4().hex, media_type="text/x-ünï\r\nX-Injected: 1",
+                         max_bytes=1024)
+    await contents.put_many([odd])
+    assert await contents.get(odd.digest) == odd.data
