@@ -120,14 +120,14 @@ class WebhookStore:
                     [(d.id, webhook_id, d.position, d.event_id, d.event_type, d.namespace,
                       d.name, d.body.decode(), due) for d in deliveries])
 
-    async def oldest_pending(self, webhook_id: uuid.UUID) -> tuple[Delivery, bytes] | None:
+    async def oldest_pending(self, webhook_id: uuid.UUID, limit: int
+                             ) -> list[tuple[Delivery, bytes]]:
+        """The webhook's next pending deliveries in log order, with their bodies."""
         rows = await self._rows(
             f"SELECT {DELIVERY_COLUMNS}, body FROM webhook_deliveries WHERE webhook_id = %s"
-            " AND status = 'PENDING' ORDER BY position LIMIT 1", (webhook_id,))
-        if not rows:
-            return None
-        body = rows[0].pop("body")
-        return Delivery(**rows[0]), body.encode()
+            " AND status = 'PENDING' ORDER BY position LIMIT %s", (webhook_id, limit))
+        return [(Delivery(**{k: v for k, v in row.items() if k != "body"}),
+                 row["body"].encode()) for row in rows]
 
     async def record_attempt(self, delivery: Delivery, attempt: Attempt, *, status: str,
                              next_attempt_at: datetime) -> None:

@@ -146,13 +146,12 @@ class WebhookDispatcher:
     async def send_due(self, webhook: Webhook, http: httpx.AsyncClient) -> int:
         """Send the webhook's pending deliveries in order until one fails or is not due."""
         sent = 0
-        while (pending := await self.store.oldest_pending(webhook.id)) is not None:
-            delivery, body = pending
-            if delivery.next_attempt_at > self.clock():
-                break
-            if not await self._attempt(webhook, delivery, body, http):
-                break
-            sent += 1
+        while pending := await self.store.oldest_pending(webhook.id, READ_BATCH):
+            for delivery, body in pending:
+                if (delivery.next_attempt_at > self.clock()
+                        or not await self._attempt(webhook, delivery, body, http)):
+                    return sent
+                sent += 1
         return sent
 
     async def _attempt(self, webhook: Webhook, delivery: Delivery, body: bytes,
