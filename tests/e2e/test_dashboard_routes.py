@@ -17,6 +17,7 @@ from api.app import create_app
 from api.dashboard_auth import SESSION_COOKIE
 from api.server import build_services
 from core.auth import TokenService
+from core.db import open_pool
 from core.eventlog_pg import PostgresEventStore
 from core.jetstream import connect
 from core.settings import Settings
@@ -334,3 +335,30 @@ async def test_a_long_history_opens_at_its_newest_versions(dash: Dashboard, name
     assert oldest == list(range(1, 101))
     assert 'href="?after=100"' in text
     assert (await numbers("?after=100"))[0] == list(range(101, 106))
+
+
+async def test_an_unreachable_dependency_is_a_503_page(store: PostgresEventStore,
+                                                       settings: Settings) -> None:
+    """NATS gone (a closed connection): the status comes from the checkpoints alone. Postgres
+    gone too (a closed pool): a clear 503 page, never a 500."""
+    assert settings.nats_url
+    assert settings.database_url
+    pool = await open_pool(settings.database_url, max_size=2)
+    nc = await connect(settings.nats_url, name="dashboard-down")
+    services = build_services(pool, nc.jetstream(), settings,
+                              {"version_history": VersionHistoryProjection(pool)})
+    app = create_app(services, settings, TokenService(pool))
+    token = await new_token(store, "read")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://test",
+                                 headers={"Authorization": f"Bearer {token}"}) as http:
+        assert (await http.get("/")).status_code == 200
+        await nc.close()
+        no_nats = await http.get("/")
+        assert no_nats.status_code == 200
+        assert 'data-projection="version_history"' in no_nats.text
+        await pool.close()
+        for path in ("/", "/dashboard/artifacts/a/b", "/dashboard/lineage/a/b/1"):
+            no_postgres = await http.get(path)
+            assert no_postgres.status_code == 503, path
+            assert "UNAVAILABLE" in no_postgres.text
