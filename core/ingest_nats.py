@@ -30,11 +30,13 @@ from core.batch import IngestResult
 from core.commands import IngestVersion
 from core.errors import ArtifactlogError, ValidationError
 from core.ingest_json import command_from_json, error_json, ingest_each, parse_json, version_json
+from core.logs import accepted_correlation_id, bind_correlation_id
 from core.services import ArtifactService
 
 INGEST_SUBJECT = "artifactlog.ingest"
 QUEUE_GROUP = "artifactlog-ingest"
 PRODUCER_HEADER = "Artifactlog-Producer"
+CORRELATION_HEADER = "X-Correlation-Id"
 DEFAULT_ACTOR = "nats"
 # Requests one worker serves at once; past it the subscription's queue waits (back-pressure).
 MAX_IN_FLIGHT = 16
@@ -95,6 +97,8 @@ class NatsIngestWorker:
 
     async def _serve(self, msg: Msg) -> None:
         actor = (msg.headers or {}).get(PRODUCER_HEADER) or DEFAULT_ACTOR
+        # This task's ingests and log lines carry the request's id (or a new one), as over HTTP.
+        bind_correlation_id(accepted_correlation_id((msg.headers or {}).get(CORRELATION_HEADER)))
         try:
             reply = await self.answer(msg.data, actor=actor)
         except Exception:  # a bug or an outage costs this request, never the worker

@@ -76,7 +76,7 @@ async def test_ingest_and_request_counters_move_by_exactly_what_was_done(system:
                  status="200") == 1
 
 
-async def test_ingests_over_the_nats_subject_count_as_nats(system: System) -> None:
+async def test_ingests_over_the_nats_subject_count_as_nats_with_their_id(system: System) -> None:
     service = MeteredArtifactService(system.store,
                                      max_content_bytes=system.settings.max_content_bytes)
     subject = f"t{uuid.uuid4().hex[:8]}.ingest"
@@ -89,8 +89,11 @@ async def test_ingests_over_the_nats_subject_count_as_nats(system: System) -> No
         await wait_until(lambda: _subscribed(system, subject), within=10)
         reply = await system.nats.request(subject, json.dumps(
             [{"namespace": "ns", "name": "n1", "text": "a"},
-             {"namespace": "ns", "name": "n2", "text": "b"}]).encode(), timeout=10)
+             {"namespace": "ns", "name": "n2", "text": "b"}]).encode(), timeout=10,
+            headers={"X-Correlation-Id": "nats-request-1"})
         assert [r["created"] for r in json.loads(reply.data)] == [True, True]
+        events = await system.store.read_after(0, 10)
+        assert [e.metadata["correlationId"] for e in events] == ["nats-request-1"] * 2
     finally:
         stop.set()
         await task
