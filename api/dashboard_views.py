@@ -3,7 +3,7 @@ rows in namespaces the principal may not read are left out, as GraphQL leaves th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -25,7 +25,7 @@ VERSION_ROWS = 100
 
 
 @dataclass(frozen=True)
-class HomeView:
+class HomePage:
     head: int
     projections: list[ProjectionStatus]
     ingests: Chart
@@ -39,7 +39,7 @@ class HomeView:
 
 
 @dataclass(frozen=True)
-class ArtifactView:
+class ArtifactPage:
     summary: ArtifactSummary
     versions: list[VersionState]
     version_total: int
@@ -50,17 +50,17 @@ class ArtifactView:
 
 
 @dataclass(frozen=True)
-class LineageView:
+class LineagePage:
     root: VersionState
     depth: int
     picture: Layout
     versions: dict[VersionKey, VersionState]
     hidden: int  # versions in namespaces the principal may not read
-    edges: list[tuple[VersionKey, VersionKey]] = field(default_factory=list)
+    edges: list[tuple[VersionKey, VersionKey]]  # the drawn ones, also listed as links
 
 
 async def home(services: Services, principal: Principal, *, minutes: int,
-               prefix: str) -> HomeView:
+               prefix: str) -> HomePage:
     readable = principal.namespaces
     per_minute = await services.activity.ingests_per_minute(minutes, namespaces=readable)
     ingests = ingest_chart(per_minute)
@@ -70,7 +70,7 @@ async def home(services: Services, principal: Principal, *, minutes: int,
     artifacts, total = await services.history.artifacts(
         ArtifactFilter(name_prefix=prefix or None, readable=readable), after=None,
         limit=ARTIFACT_ROWS)
-    return HomeView(
+    return HomePage(
         head=await services.artifacts.store.head_position(),
         projections=await services.status.projections_status(),
         ingests=ingests, lag=lag_chart(samples, start, end), minutes=minutes,
@@ -82,7 +82,7 @@ async def home(services: Services, principal: Principal, *, minutes: int,
 
 
 async def artifact(services: Services, principal: Principal, namespace: str, name: str, *,
-                   stage: Stage | None, after: int | None) -> ArtifactView:
+                   stage: Stage | None, after: int | None) -> ArtifactPage:
     """A page of the artifact's versions after number ``after``; by default the newest page
     (all stages) or the first (one stage, whose numbers are not contiguous)."""
     principal.require(Scope.READ, namespace)
@@ -95,13 +95,13 @@ async def artifact(services: Services, principal: Principal, namespace: str, nam
         namespace, name, stage=stage, after_number=after, limit=VERSION_ROWS + 1)
     more = len(versions) > VERSION_ROWS
     versions = versions[:VERSION_ROWS]
-    return ArtifactView(found, versions, total, versions[-1].number if more else None,
+    return ArtifactPage(found, versions, total, versions[-1].number if more else None,
                         max(after - VERSION_ROWS, 0) if after > 0 else None, stage,
                         await services.history.reader.promotions(namespace, name))
 
 
 async def lineage(services: Services, principal: Principal, namespace: str, name: str,
-                  number: int, *, depth: int) -> LineageView:
+                  number: int, *, depth: int) -> LineagePage:
     """The version, its ancestors and its descendants within ``depth`` steps."""
     principal.require(Scope.READ, namespace)
     history = services.history
@@ -114,8 +114,10 @@ async def lineage(services: Services, principal: Principal, namespace: str, name
     found = await history.versions_by_key(sorted(readable, key=_key_order))
     versions = {root.key: root, **found}
     shown = [(p, c) for p, c in edges if p in versions and c in versions]
-    return LineageView(root, depth, layout(root.key, shown), versions,
-                       hidden=len(keys - readable), edges=shown)
+    picture = layout(root.key, shown)
+    drawn = {n.key for n in picture.nodes}
+    return LineagePage(root, depth, picture, versions, hidden=len(keys - readable),
+                       edges=[(p, c) for p, c in shown if p in drawn and c in drawn])
 
 
 def _key_order(key: VersionKey) -> tuple[Any, ...]:

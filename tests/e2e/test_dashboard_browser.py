@@ -130,14 +130,15 @@ def answers(url: str) -> bool:
         return False
 
 
-def shoot(page: Page, name: str) -> None:
+def shoot(page: Page, name: str, capsys: pytest.CaptureFixture[str]) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / name
     page.screenshot(path=str(path), full_page=True)
-    print(f"screenshot: {path}")
+    with capsys.disabled():  # shown even when the test passes and output is captured
+        print(f"\nscreenshot saved: {path}")
 
 
-def test_the_dashboard_in_chromium(server: Server) -> None:
+def test_the_dashboard_in_chromium(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
     assert CHROMIUM is not None
     errors: list[str] = []  # console errors (a CSP refusal shows here) and page exceptions
     with sync_playwright() as p:
@@ -156,15 +157,15 @@ def test_the_dashboard_in_chromium(server: Server) -> None:
             expect(page).to_have_url(f"{server.url}/dashboard/artifacts/{NS}/orders")
             check_session_cookie(context.cookies(), page, server)
             check_artifact_page(page)
-            shoot(page, "dashboard-artifact.png")
+            shoot(page, "dashboard-artifact.png", capsys)
 
             page.goto(f"{server.url}/dashboard/lineage/{NS}/features/1")
             check_lineage_page(page)
-            shoot(page, "dashboard-lineage.png")
+            shoot(page, "dashboard-lineage.png", capsys)
 
             page.goto(f"{server.url}/")
             check_home_page(page)
-            shoot(page, "dashboard-home.png")
+            shoot(page, "dashboard-home.png", capsys)
         finally:
             browser.close()
     assert errors == []
