@@ -90,13 +90,17 @@ class PostgresEventStore:
                     Jsonb(to_payload(e.event)), Jsonb(dict(e.metadata))), strict=True):
                 column.append(value)
         async with conn.cursor(row_factory=dict_row) as cur:
+            # event_keys holds what must be unique across partitions (migration 0006): it is
+            # written in the same statement, so a duplicate fails the whole append.
             await cur.execute(
                 sql.SQL(
-                    "INSERT INTO events (event_id, namespace, name, stream_version, type, payload,"
-                    " metadata) SELECT e, n, m, v, t, p, d FROM unnest("
-                    "%s::uuid[], %s::text[], %s::text[], %s::int[], %s::text[], %s::jsonb[],"
-                    " %s::jsonb[]) WITH ORDINALITY AS u(e, n, m, v, t, p, d, i) ORDER BY i"
-                    " RETURNING {}").format(EVENT_COLUMNS),
+                    "WITH added AS (INSERT INTO events (event_id, namespace, name,"
+                    " stream_version, type, payload, metadata) SELECT e, n, m, v, t, p, d FROM"
+                    " unnest(%s::uuid[], %s::text[], %s::text[], %s::int[], %s::text[],"
+                    " %s::jsonb[], %s::jsonb[]) WITH ORDINALITY AS u(e, n, m, v, t, p, d, i)"
+                    " ORDER BY i RETURNING {}), keys AS (INSERT INTO event_keys (event_id,"
+                    " namespace, name, stream_version) SELECT event_id, namespace, name,"
+                    " stream_version FROM added) SELECT * FROM added").format(EVENT_COLUMNS),
                 columns)
             rows = await cur.fetchall()
         return sorted((_recorded(r) for r in rows), key=lambda r: r.position)

@@ -10,9 +10,11 @@ into it. What the single table guaranteed stays guaranteed:
 - Positions still come from one sequence (``events_position_seq``, continuing where the
   identity column stopped), handed out under the append advisory lock (core/eventlog_pg.py).
 - A partitioned table's unique index must contain the partition key, so unique event ids and
-  unique (namespace, name, stream_version) live in ``event_keys``, an unpartitioned table
-  filled by a statement trigger on ``events`` in the same statement (one multi-row insert per
-  append). Its constraint names are the ones the error mapping knows.
+  unique (namespace, name, stream_version) live in ``event_keys``, an unpartitioned table the
+  append writes in the same statement as the events (a data-modifying CTE, one multi-row
+  insert each). Its constraint names are the ones the error mapping knows. A statement
+  trigger with a transition table would fill it too, also for SQL that bypasses the store,
+  but measured 2-3x slower per batch; only core/eventlog_pg.py appends events.
 - UPDATE, DELETE and TRUNCATE are refused on ``events``, on every partition and on
   ``event_keys``. Row triggers on a partitioned table are cloned onto each partition; the
   TRUNCATE statement trigger is not, so each partition gets its own.
@@ -27,8 +29,8 @@ created as a plain table and then ATTACHed, which takes only a SHARE UPDATE EXCL
 take an ACCESS EXCLUSIVE lock). The size is read from ARTIFACTLOG_EVENT_PARTITION_SIZE when
 this migration runs; changing ``event_partitioning.size`` later affects new partitions only.
 
-Known limit: an INSERT aimed directly at a partition (not through ``events``) bypasses the
-statement trigger and so ``event_keys``; artifactlog never does that.
+Known limit: an INSERT into ``events`` that does not come from the store claims no key, so
+the database alone does not stop hand-written SQL from adding a duplicate.
 """
 
 from alembic import op
@@ -151,18 +153,6 @@ def _create_keys() -> None:
     )
     op.execute("INSERT INTO event_keys SELECT event_id, namespace, name, stream_version"
                " FROM events_unpartitioned")
-    op.execute(
-        """
-        CREATE FUNCTION events_record_keys() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            INSERT INTO event_keys (event_id, namespace, name, stream_version)
-                SELECT event_id, namespace, name, stream_version FROM added;
-            RETURN NULL;
-        END $$
-        """
-    )
-    op.execute("CREATE TRIGGER events_record_keys AFTER INSERT ON events REFERENCING NEW TABLE"
-               " AS added FOR EACH STATEMENT EXECUTE FUNCTION events_record_keys()")
 
 
 def _continue_positions(old_table: str) -> None:
@@ -220,7 +210,7 @@ def downgrade() -> None:
     op.execute("ALTER TABLE events RENAME CONSTRAINT events_stream_version_key_new"
                " TO events_stream_version_key")
     op.execute("DROP FUNCTION events_before_append(bigint, integer),"
-               " events_ensure_partitions(bigint), events_record_keys()")
+               " events_ensure_partitions(bigint)")
     op.execute("CREATE TRIGGER events_no_update_delete BEFORE UPDATE OR DELETE ON events "
                "FOR EACH ROW EXECUTE FUNCTION events_are_immutable()")
     op.execute("CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events "
