@@ -12,7 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from api import cli_inspect, cli_promotion, cli_registry, cli_webhooks
+from api import (
+    cli_capture,
+    cli_inspect,
+    cli_promotion,
+    cli_registry,
+    cli_replay,
+    cli_webhooks,
+)
 from artifactlog import Client
 from core.errors import ArtifactlogError, ValidationError
 from core.logs import setup_logging
@@ -20,8 +27,6 @@ from core.settings import Settings
 from core.stack import Stack, read_state, write_state
 
 STATUS_ALERT_EXIT = 1  # `artifactlog status`: a projection lags past its thresholds
-REBUILD = """mutation($name: String!, $from: Int) {
-  rebuildProjection(name: $name, fromPosition: $from) { projection events seconds } }"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,10 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(handler=cmd_up)
 
     run = sub.add_parser("run", help="run one process role against configured servers")
-    run.add_argument("role", choices=["api", "relay", "ingest", "projection", "webhooks"],
+    run.add_argument("role", choices=["api", "relay", "ingest", "projection", "webhooks",
+                                      "capture"],
                      help="api: HTTP API only (applies migrations); relay: log -> JetStream;"
                           " ingest: the NATS ingest subject's worker; projection: one"
-                          " projection's worker (--name); webhooks: the webhook dispatcher")
+                          " projection's worker (--name); webhooks: the webhook dispatcher;"
+                          " capture: the log to Parquet files (ARTIFACTLOG_CAPTURE_DIR)")
     run.add_argument("--name", choices=["version_history", "analytics"],
                      help="which projection, for the projection role")
     run.add_argument("--host", help="HTTP address for the api role")
@@ -89,18 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=cmd_status)
 
-    replay = sub.add_parser("replay", help="rebuild a projection from the event log, or "
-                            "print one artifact's history event by event")
-    target = replay.add_mutually_exclusive_group(required=True)
-    target.add_argument("--projection", help="rebuild: version_history or analytics")
-    target.add_argument("--artifact", metavar="NS/NAME", help="print the replay trace")
-    replay.add_argument("--from-position", type=int,
-                        help="rebuild only artifacts changed after this position")
-    replay.add_argument("--to-version", type=int, help="trace: stop at this version")
-    replay.add_argument("--to-position", type=int, help="trace: stop at this position")
-    replay.add_argument("--json", action="store_true", help="trace as JSON")
-    replay.set_defaults(handler=cmd_replay)
-
+    cli_replay.register(sub, lambda: client(Settings.from_env()))
+    cli_capture.register(sub)
     cli_inspect.register(sub, lambda: client(Settings.from_env()))
 
     sql = sub.add_parser("sql", help="run read-only ClickHouse SQL on the analytics tables")
@@ -186,7 +183,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     if not (settings.database_url and settings.nats_url):
         raise ValidationError("`artifactlog run` needs DATABASE_URL and NATS_URL")
-    if args.role in ("relay", "ingest", "webhooks"):
+    if args.role in ("relay", "ingest", "webhooks", "capture"):
         asyncio.run(run_role(settings, args.role))
         return 0
     if args.role == "projection":
@@ -269,20 +266,6 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{p.name:<18} {p.position:>10} {p.lag:>8} {seconds:>8} {p.parked:>7}  "
               f"{p.state}{why}")
     return STATUS_ALERT_EXIT if status.state == "ALERT" else 0
-
-
-def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    if args.artifact:
-        split_artifact(args.artifact)
-        return cli_inspect.print_replay(client(settings), args.artifact, args.to_version,
-                                        args.to_position, args.json)
-    result = client(settings).execute(REBUILD, {"name": args.projection,
-                                                "from": args.from_position})
-    rebuilt = result["rebuildProjection"]
-    rate = rebuilt["events"] / rebuilt["seconds"] if rebuilt["seconds"] else 0.0
-    print(f"rebuilt {rebuilt['projection']} from the log: {rebuilt['events']} events in "
-          f"{rebuilt['seconds']:.2f}s ({rate:,.0f} events/s)")
-    return 0
 
 
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:

@@ -296,12 +296,14 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Rebuild a projection from the event log.")
+    @strawberry.mutation(description="Rebuild a projection from the event log; shadow: into "
+                         "new tables while the live ones keep serving, then switch atomically.")
     async def rebuild_projection(
-        self, info: Info, name: str, from_position: int | None = None
+        self, info: Info, name: str, from_position: int | None = None, shadow: bool = False
     ) -> RebuildResult:
         info.context.require(Scope.ADMIN)
-        result = await info.context.services.rebuilder.rebuild(name, from_position)
+        result = await info.context.services.rebuilder.rebuild(name, from_position,
+                                                               shadow=shadow)
         return RebuildResult(projection=result.projection, events=result.events,
                              seconds=result.seconds)
 

@@ -21,6 +21,7 @@ from api.metrics import MeteredArtifactService, ingest_context
 from core.activity_pg import ActivityReader
 from core.analytics_sql import ReadOnlySql
 from core.auth import TokenService
+from core.capture import Capture
 from core.clickhouse import ClickHouse
 from core.comparison import DiffService
 from core.content_store import content_store_for
@@ -212,7 +213,8 @@ async def serve(
 
 async def run_role(settings: Settings, role: str) -> None:
     """One background role as its own process: ``relay``, ``ingest`` (the NATS ingest
-    subject's worker), ``webhooks`` (the webhook dispatcher) or ``projection:NAME``."""
+    subject's worker), ``webhooks`` (the webhook dispatcher), ``capture`` (Parquet files) or
+    ``projection:NAME``."""
     stop = asyncio.Event()
     stop_on_signals(stop)
     async with open_runtime(settings, role=role.replace(":", "-")) as runtime:
@@ -224,5 +226,14 @@ async def run_role(settings: Settings, role: str) -> None:
             await asyncio.gather(
                 WebhookDispatcher(runtime.pool, runtime.service.store).run(stop),
                 maintenance(runtime, stop))
+        elif role == "capture":  # the log to Parquet files, continuously (core/capture.py)
+            await capture_worker(runtime).run(stop, settings.capture_interval_seconds)
         else:
             await runtime.worker(role.removeprefix("projection:")).run(stop)
+
+
+def capture_worker(runtime: Runtime) -> Capture:
+    settings = runtime.settings
+    directory = settings.capture_dir or settings.home / "capture"
+    return Capture(runtime.pool, runtime.service.store, directory,
+                   content=settings.capture_content)

@@ -55,8 +55,14 @@ async def ensure_stream(js: JetStreamContext, settings: Settings) -> None:
         subjects=[f"{settings.subject_prefix}.>"],
         storage=StorageType.FILE,
         num_replicas=settings.stream_replicas,
-        duplicate_window=settings.duplicate_window_seconds,
+        # JetStream refuses a duplicate window longer than the stream's max age
+        duplicate_window=min(settings.duplicate_window_seconds,
+                             settings.stream_max_age_seconds or float("inf")),
         discard=DiscardPolicy.OLD,
+        # Retention (README "Retention and replay"): the Postgres log and capture files keep
+        # history; a consumer behind the window rebuilds from the log. 0 / -1: unlimited.
+        max_age=settings.stream_max_age_seconds,
+        max_bytes=settings.stream_max_bytes if settings.stream_max_bytes > 0 else -1,
     )
     try:
         await js.stream_info(settings.stream_name)

@@ -46,6 +46,11 @@ ENVIRONMENT: dict[str, str] = {
     "ARTIFACTLOG_LAG_ALERT_OVERRIDES": "lag_alert_overrides",
     "ARTIFACTLOG_LAG_WATCH_INTERVAL_SECONDS": "lag_watch_interval_seconds",
     "ARTIFACTLOG_PROBE_TIMEOUT_SECONDS": "probe_timeout_seconds",
+    "ARTIFACTLOG_CAPTURE_DIR": "capture_dir",
+    "ARTIFACTLOG_CAPTURE_CONTENT": "capture_content",
+    "ARTIFACTLOG_CAPTURE_INTERVAL_SECONDS": "capture_interval_seconds",
+    "ARTIFACTLOG_STREAM_MAX_AGE_SECONDS": "stream_max_age_seconds",
+    "ARTIFACTLOG_STREAM_MAX_BYTES": "stream_max_bytes",
 }
 
 
@@ -94,6 +99,14 @@ class Settings:
     lag_watch_interval_seconds: float = 5.0
     # The longest /readyz and /metrics wait for one dependency: a probe never hangs.
     probe_timeout_seconds: float = 2.0
+    # `artifactlog capture` / `run capture`: Parquet files (None: ARTIFACTLOG_HOME/capture).
+    capture_dir: Path | None = None
+    capture_content: bool = False
+    capture_interval_seconds: float = 5.0
+    # JetStream retention of the events stream (0 / -1: unlimited). The Postgres log and the
+    # capture files keep history; a consumer further behind than this rebuilds from the log.
+    stream_max_age_seconds: float = 0.0
+    stream_max_bytes: int = -1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

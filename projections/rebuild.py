@@ -1,7 +1,9 @@
 """Rebuild a projection from the Postgres event log (the system of record).
 
 The rebuild holds the projection's maintenance lock, so live workers finish their in-flight
-batch and then wait; afterwards they skip everything up to the rebuilt checkpoints.
+batch and then wait; afterwards they skip everything up to the rebuilt checkpoints. A shadow
+rebuild (projections/shadow.py) builds new tables while the live ones keep serving and holds
+the lock only to catch up and switch.
 """
 
 from __future__ import annotations
@@ -17,8 +19,13 @@ from core.eventlog_pg import PostgresEventStore
 from core.events import RecordedEvent
 from core.jetstream import partition_of
 from core.settings import Settings
+from projections.analytics import TABLES as ANALYTICS_TABLES
+from projections.analytics import AnalyticsProjection
 from projections.base import Artifact, Projection
 from projections.leases import PartitionLeases
+from projections.shadow import ClickHouseShadow, PostgresShadow, ShadowTarget, shadow_rebuild
+from projections.version_history import TABLES as VH_TABLES
+from projections.version_history import VersionHistoryProjection
 
 READ_BATCH = 5000
 
@@ -59,8 +66,22 @@ async def changed_since(store: PostgresEventStore, position: int) -> set[Artifac
 
 async def replay(projection: Projection, store: PostgresEventStore, settings: Settings,
                  artifacts: set[Artifact] | None) -> int:
-    position = applied = 0
+    applied, _ = await replay_after(projection, store, settings, artifacts, 0)
+    return applied
+
+
+async def replay_after(projection: Projection, store: PostgresEventStore, settings: Settings,
+                       artifacts: set[Artifact] | None, position: int,
+                       until: int | None = None) -> tuple[int, int]:
+    """Apply the log after ``position`` (as a rebuild does), up to ``until`` if given (so a
+    steady stream of ingests cannot keep it chasing the head); (events applied, last
+    position)."""
+    applied = 0
     while batch := await store.read_after(position, READ_BATCH):
+        if until is not None:
+            batch = [e for e in batch if e.position <= until]
+            if not batch:
+                break
         position = batch[-1].position
         chosen = [e for e in batch if artifacts is None or (e.namespace, e.name) in artifacts]
         by_partition: dict[int, list[RecordedEvent]] = defaultdict(list)
@@ -70,7 +91,34 @@ async def replay(projection: Projection, store: PostgresEventStore, settings: Se
         for partition, events in sorted(by_partition.items()):
             await projection.apply(partition, events, replaying=True)
         applied += len(chosen)
-    return applied
+    return applied, position
+
+
+async def rebuild_shadow(projection: Projection, store: PostgresEventStore,
+                         settings: Settings) -> RebuildResult:
+    """Rebuild into shadow tables while the live ones serve, then switch (projections.shadow)."""
+    assert settings.database_url
+    leases = PartitionLeases(settings.database_url, projection.name, settings.partitions)
+
+    async def apply_log(shadow: Projection, after: int) -> tuple[int, int]:
+        head = await store.head_position()
+        applied, _ = await replay_after(shadow, store, settings, None, after, head)
+        return applied, max(after, head)
+
+    events, seconds = await shadow_rebuild(shadow_target(projection, settings), apply_log,
+                                           leases, settings.database_url)
+    return RebuildResult(projection.name, events, seconds)
+
+
+def shadow_target(projection: Projection, settings: Settings) -> ShadowTarget:
+    assert settings.database_url
+    if isinstance(projection, VersionHistoryProjection):
+        return PostgresShadow(settings.database_url, projection.name, VH_TABLES,
+                              VersionHistoryProjection)
+    if isinstance(projection, AnalyticsProjection):
+        return ClickHouseShadow(projection.clickhouse, tuple(ANALYTICS_TABLES),
+                                lambda clickhouse: AnalyticsProjection(clickhouse, settings))
+    raise ValidationError(f"projection {projection.name!r} has no shadow rebuild")
 
 
 class Rebuilder:
@@ -82,11 +130,19 @@ class Rebuilder:
         self.store = store
         self.settings = settings
 
-    async def rebuild(self, name: str, from_position: int | None = None) -> RebuildResult:
+    async def rebuild(self, name: str, from_position: int | None = None, *,
+                      shadow: bool = False) -> RebuildResult:
+        """In place (pausing the live workers), or into shadow tables while the live ones
+        keep serving (``shadow``: always the whole log)."""
         projection = self.projections.get(name)
         if projection is None:
             raise NotFound(f"no projection named {name!r}; known: "
                            f"{', '.join(sorted(self.projections))}")
         if from_position is not None and from_position < 0:
             raise ValidationError("fromPosition must not be negative")
+        if shadow:
+            if from_position is not None:
+                raise ValidationError("a shadow rebuild replays the whole log: drop "
+                                      "fromPosition")
+            return await rebuild_shadow(projection, self.store, self.settings)
         return await rebuild(projection, self.store, self.settings, from_position=from_position)
