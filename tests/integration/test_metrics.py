@@ -18,6 +18,7 @@ from core.commands import IngestVersion
 from core.ingest_nats import NatsIngestWorker
 from core.runtime import EmbeddedNats, free_port
 from core.settings import Settings
+from projections.parking import ParkingLot
 from tests.integration.observed import INGEST, observed_app, sample, version_history_worker
 from tests.integration.streams import System, open_system, running, wait_until
 
@@ -125,6 +126,13 @@ async def test_lag_figures_come_from_the_shared_state(system: System) -> None:
         assert sample(found, "artifactlog_projection_lag_seconds",
                       projection="version_history") > 0
         assert sample(found, "artifactlog_scrape_source_up", source="nats") == 1
+        assert sample(found, "artifactlog_projection_parked_events",
+                      projection="version_history") == 0
+        await ParkingLot(system.pool).park("version_history", 0, event_id=str(uuid.uuid4()),
+                                           position=99, namespace="ns", name="poison",
+                                           error="boom", message="{}")
+        assert sample(await app.metrics(), "artifactlog_projection_parked_events",
+                      projection="version_history") == 1
         relay = system.relay()
         await relay.resume()
         await relay.publish_pending()
