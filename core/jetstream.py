@@ -18,7 +18,7 @@ from core.events import RecordedEvent
 from core.settings import Settings
 
 MSG_ID = "Nats-Msg-Id"
-EXPECTED_LAST_MSG_ID = "Nats-Expected-Last-Msg-Id"
+EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
 POSITION_HEADER = "Artifactlog-Position"
 TYPE_HEADER = "Artifactlog-Type"
 CORRELATION_HEADER = "Artifactlog-Correlation-Id"  # the ingest's id, for consumers' logs
@@ -85,20 +85,29 @@ class JetStreamPublisher:
     """Publishes events pipelined, one stream message per event id.
 
     ``Nats-Msg-Id`` = event id makes a republished event a no-op within the duplicate window;
-    ``Nats-Expected-Last-Msg-Id`` = the previous event's id makes the stream refuse a message
-    that would land out of position order (after a partly failed pipelined batch).
+    ``Nats-Expected-Last-Sequence`` = the stream sequence the previous event got makes the
+    stream refuse a message that would land out of position order (after a partly failed
+    pipelined batch, or a second relay publishing at the same moment). Not
+    ``Nats-Expected-Last-Msg-Id``: a replica restarted after a crash forgets the last message
+    id, re-checks the header while applying the leader's entries, and stops with "last msgid
+    mismatch" (seen in tests/faults/test_nats_cluster.py); the last sequence it recovers from
+    its store. The guard is on once ``last_sequence`` is known (``tail`` sets it). The stream
+    checks it before the duplicate window, so only a publisher that resumed from the tail may
+    carry it; republishing blindly (None) relies on the window alone.
     """
 
     def __init__(self, js: JetStreamContext, settings: Settings) -> None:
         self.js = js
         self.settings = settings
         self.last_event_id: str | None = None
+        self.last_sequence: int | None = None  # the stream's, as of the last tail or publish
         self.ack_timeout = 10.0
 
     async def tail(self) -> StreamTail | None:
         """Where the stream ends: the position of the last event the relay published, and the
         message id of the stream's very last message (which the next publish must follow)."""
         info = await self.js.stream_info(self.settings.stream_name)
+        self.last_sequence = info.state.last_seq or 0
         if info.state.messages == 0 or not info.state.last_seq:
             return None
         last_id: str | None = None
@@ -120,11 +129,11 @@ class JetStreamPublisher:
     async def publish(self, events: Sequence[RecordedEvent]) -> None:
         futures = []
         previous = self.last_event_id
-        for event in events:
+        for offset, event in enumerate(events):
             headers = {MSG_ID: str(event.event_id), POSITION_HEADER: str(event.position),
                        TYPE_HEADER: event.type}
-            if previous is not None:
-                headers[EXPECTED_LAST_MSG_ID] = previous
+            if self.last_sequence is not None:
+                headers[EXPECTED_LAST_SEQUENCE] = str(self.last_sequence + offset)
             if correlation_id := event.metadata.get("correlationId"):
                 headers[CORRELATION_HEADER] = str(correlation_id)
             payload = json.dumps(event.to_json(), separators=(",", ":")).encode()
@@ -133,8 +142,10 @@ class JetStreamPublisher:
                 headers=headers))
             previous = str(event.event_id)
         # An ack that never comes (server down mid-batch) must fail the batch, not hang it.
-        await asyncio.wait_for(asyncio.gather(*futures), timeout=self.ack_timeout)
+        acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=self.ack_timeout)
         self.last_event_id = previous
+        if acks:
+            self.last_sequence = int(acks[-1].seq)
 
 
 async def first_sequence_after(js: JetStreamContext, stream: str, position: int) -> int | None:

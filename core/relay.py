@@ -12,7 +12,8 @@ relay dies, its connection closes, Postgres releases the lock with it, and a sta
 ``pg_try_advisory_lock`` takes over within one poll interval. A leader whose connection is
 lost stops publishing, since its lock may already be someone else's. Even two publishers
 overlapping for a moment could not misorder the stream: each message carries
-``Nats-Expected-Last-Msg-Id``, so the loser's publish is refused and it resumes from the tail.
+``Nats-Expected-Last-Sequence``, so the loser's publish is refused and it resumes from the
+tail.
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -198,10 +200,27 @@ class EmbeddedPostgres(ChildProcess):
                 time.sleep(0.1)
 
 
+@dataclass(frozen=True)
+class ClusterRoutes:
+    """A node's place in a NATS cluster: its route port and its peers' route ports."""
+
+    name: str
+    port: int
+    peers: tuple[int, ...]
+
+    def config(self) -> str:
+        routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.peers)
+        return (f"cluster {{\n  name: {self.name}\n  listen: 127.0.0.1:{self.port}\n"
+                f"  routes: [{routes}]\n}}\n")
+
+
 class EmbeddedNats(ChildProcess):
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, *, cluster: ClusterRoutes | None = None,
+                 monitor_port: int | None = None) -> None:
         self.data_dir = data_dir
         self.port = port
+        self.cluster = cluster
+        self.monitor_port = monitor_port
         self.log_file = data_dir / "nats.log"
         self.config_file = data_dir / "nats.conf"
 
@@ -216,8 +235,10 @@ class EmbeddedNats(ChildProcess):
             f"listen: 127.0.0.1:{self.port}\n"
             f"server_name: artifactlog_{self.port}\n"
             "max_payload: 8MB\n"
-            f"jetstream {{\n  store_dir: {json.dumps(str(self.data_dir / 'jetstream'))}\n"
-            "  sync_interval: always\n}\n")
+            + (f"http: 127.0.0.1:{self.monitor_port}\n" if self.monitor_port else "")
+            + f"jetstream {{\n  store_dir: {json.dumps(str(self.data_dir / 'jetstream'))}\n"
+            "  sync_interval: always\n}\n"
+            + (self.cluster.config() if self.cluster else ""))
         log_handle = self.log_file.open("ab")
         self.proc = subprocess.Popen(
             [nats_server_binary(), "-c", str(self.config_file)],
@@ -226,6 +247,63 @@ class EmbeddedNats(ChildProcess):
         log_handle.close()
         _wait_for_port(self.port, self.proc, "nats-server", self.log_file)
         return self.url
+
+
+class EmbeddedNatsCluster:
+    """Three (or more) nats-server processes on 127.0.0.1 joined by cluster routes, each with
+    its own JetStream store (fsync on every write): the clustered broker, on one machine.
+
+    ``url`` is the comma-separated list of client URLs that NATS_URL accepts.
+    """
+
+    def __init__(self, data_dir: Path, size: int = 3, name: str = "artifactlog") -> None:
+        client_ports = [free_port() for _ in range(size)]
+        route_ports = [free_port() for _ in range(size)]
+        self.nodes = [
+            EmbeddedNats(data_dir / f"node{i}", client_ports[i], monitor_port=free_port(),
+                         cluster=ClusterRoutes(name, route_ports[i], tuple(
+                             p for j, p in enumerate(route_ports) if j != i)))
+            for i in range(size)]
+
+    @property
+    def url(self) -> str:
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self, timeout: float = 30.0) -> str:
+        try:
+            for node in self.nodes:
+                node.start()
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until every running node sees a JetStream meta leader and all its peers: before
+        that, creating a replicated stream fails with "JetStream system temporarily
+        unavailable"."""
+        deadline = time.monotonic() + timeout
+        running = [node for node in self.nodes if node.running()]
+        while not all(self._meta_ready(node, len(running)) for node in running):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the NATS cluster formed no JetStream quorum within "
+                                   f"{timeout}s; see {[str(n.log_file) for n in self.nodes]}")
+            time.sleep(0.1)
+
+    @staticmethod
+    def _meta_ready(node: EmbeddedNats, peers: int) -> bool:
+        try:
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{node.monitor_port}/jsz", timeout=2) as response:
+                meta = json.load(response).get("meta_cluster") or {}
+        except OSError:
+            return False
+        return bool(meta.get("leader")) and len(meta.get("replicas") or []) >= peers - 1
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 def nats_server_binary() -> str:

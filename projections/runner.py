@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -38,6 +39,7 @@ log = logging.getLogger("artifactlog.projections")
 # The relay's list: a dependency that is down, not an event that is wrong.
 TRANSIENT = RETRYABLE
 RETRIES_BEFORE_NARROWING = 3
+RESUBSCRIBE_WHEN_IDLE_SECONDS = 10.0
 
 
 @dataclass
@@ -106,6 +108,8 @@ class ProjectionWorker:
         for partition, (_, task) in list(self.loops.items()):
             if task.done():  # a loop that died: give the partition back to try again
                 self.loops.pop(partition)
+                if not task.cancelled():
+                    task.exception()  # logged by the loop already; marks it retrieved
                 await self.leases.release(partition)
 
     async def _stop_loop(self, partition: int) -> None:
@@ -117,12 +121,23 @@ class ProjectionWorker:
     async def _partition_loop(self, partition: int, stop: asyncio.Event) -> None:
         try:
             sub = await self._subscribe(partition)
+            idle_since = time.monotonic()
             while not stop.is_set():
                 try:
                     messages = await sub.fetch(self.settings.projection_batch_size,
                                                timeout=self.settings.projection_max_wait_seconds)
                 except (NatsTimeoutError, TimeoutError):
+                    if time.monotonic() - idle_since > RESUBSCRIBE_WHEN_IDLE_SECONDS:
+                        # A replicated consumer whose leader moved onto a replica that was
+                        # catching up can stop delivering (nats-server #5839, seen in
+                        # tests/faults/test_nats_cluster.py): recreating it from our own
+                        # checkpoint is cheap and loses nothing.
+                        with contextlib.suppress(Exception):
+                            await sub.unsubscribe()
+                        sub = await self._subscribe(partition)
+                        idle_since = time.monotonic()
                     continue
+                idle_since = time.monotonic()
                 await self._process(partition, messages, stop)
         except Exception:
             log.exception("projection=%s partition=%s loop failed", self.projection.name,

@@ -61,7 +61,7 @@ async def test_republishing_is_deduplicated_by_event_id(system: System) -> None:
     await relay.resume()
     await relay.publish_pending()
     events = await system.store.read_after(0, 100)
-    relay.publisher.last_event_id = None
+    relay.publisher.last_sequence = None  # no order guard: a blind republish
     await relay.publisher.publish(events)  # as a relay that crashed before its checkpoint would
     assert_exactly_once_in_order(await system.stream_messages(), await system.log_ids())
 
