@@ -160,9 +160,7 @@ def dashboard_routes(services: Services, tokens: TokenService) -> list[BaseRoute
     async def login(request: Request) -> Response:
         try:
             _, token, target = await sign_in(request, tokens)
-        except Forbidden as exc:
-            return login_page(request, status=403, error=exc.message)
-        except ArtifactlogError as exc:
+        except ArtifactlogError as exc:  # a bad token, a foreign form, a database down
             return login_page(request, status=exc.http_status, error=exc.message)
         return with_session(RedirectResponse(target, status_code=303), request, token)
 
