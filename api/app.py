@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
 from api.auth import TokenAuth
@@ -31,6 +32,11 @@ from api.limits import BodyLimit
 from api.metrics import exposition, metrics_source
 from api.request_log import RequestLog
 from api.schema import make_schema
+from api.websocket import (
+    CONNECTION_INIT_WAIT,
+    MAX_OPERATIONS_PER_CONNECTION,
+    CheckedTransportWSHandler,
+)
 from core.auth import Scope, TokenService
 from core.errors import (
     ArtifactlogError,
@@ -45,8 +51,13 @@ MAX_SQL_BODY = 256 * 1024
 
 
 class ArtifactlogGraphQL(GraphQL):
+    graphql_transport_ws_handler_class = CheckedTransportWSHandler
+
     def __init__(self, services: Services, settings: Settings, tokens: TokenService) -> None:
-        super().__init__(make_schema(settings), graphql_ide="graphiql")
+        super().__init__(make_schema(settings), graphql_ide="graphiql",
+                         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+                         connection_init_wait_timeout=CONNECTION_INIT_WAIT,
+                         max_subscriptions_per_connection=MAX_OPERATIONS_PER_CONNECTION)
         self.services = services
         self.tokens = tokens
 

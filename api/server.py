@@ -60,6 +60,14 @@ log = logging.getLogger("artifactlog.server")
 ANALYTICS_ROLES = ("api", "projection-analytics")
 
 
+# A websocket carries subscription documents, small: uvicorn's default 16 MiB message would
+# be read whole before strawberry sees it (a bigger one is closed with 1009).
+WS_MAX_MESSAGE_BYTES = 1024 * 1024
+# How long a stop waits for open connections (a subscription follows the log forever) before
+# closing them; without it one stuck websocket holds SIGTERM off indefinitely.
+GRACEFUL_SHUTDOWN_SECONDS = 5.0
+
+
 class ApiServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -194,7 +202,9 @@ async def serve(
         app = create_app(runtime.services, settings, TokenService(runtime.pool))
         # log_config=None: uvicorn's records go through core.logs (JSON, redacted) too.
         config = uvicorn.Config(app, host=settings.host, port=settings.port,
-                                log_level="warning", lifespan="off", log_config=None)
+                                log_level="warning", lifespan="off", log_config=None,
+                                ws_max_size=WS_MAX_MESSAGE_BYTES,
+                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
         server = ApiServer(config)
         server_task = asyncio.create_task(server.serve(), name="http")
         # uvicorn reports readiness only as a flag
