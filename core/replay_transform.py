@@ -7,7 +7,8 @@ bytes -> bytes) and passed as the one positional argument; a function that also 
 ``version`` keyword gets the version's attributes as a dict. An exception in the user's
 function is recorded for that version (type and message, not the traceback) and the run
 goes on. Outputs are compared with the diff engine: lists of objects as records (schema and
-rows), other JSON-like values structurally, strings as text, bytes by digest.
+rows, keyed by the version's declared ``key`` metadata as in diffs), other JSON-like values
+structurally, strings as text, bytes by digest.
 """
 
 from __future__ import annotations
@@ -119,8 +120,10 @@ def describe(version: VersionState) -> dict[str, Any]:
             "createdAt": version.created_at.isoformat()}
 
 
-def compare(before: Any, after: Any, labels: tuple[str, str]) -> Iterator[Change]:
-    """The diff engine over two outputs (see the module docstring)."""
+def compare(before: Any, after: Any, labels: tuple[str, str],
+            key: list[str] | None = None) -> Iterator[Change]:
+    """The diff engine over two outputs (see the module docstring); records are matched by
+    ``key`` when given (the version's declared ``key`` metadata), else as multisets."""
     if isinstance(before, bytes | bytearray) or isinstance(after, bytes | bytearray):
         if _fingerprint(before) != _fingerprint(after):
             yield Change("blob", "replace", "", _fingerprint(before), _fingerprint(after))
@@ -132,7 +135,7 @@ def compare(before: Any, after: Any, labels: tuple[str, str]) -> Iterator[Change
     if _records(a) and _records(b):
         try:
             yield from records_diff(Dataset(_encode(a), "json", labels[0]),
-                                    Dataset(_encode(b), "json", labels[1]), None)
+                                    Dataset(_encode(b), "json", labels[1]), key)
             return
         except NotRecords:
             pass
@@ -155,6 +158,16 @@ def jsonable(value: Any) -> Any:
 def _fingerprint(value: Any) -> dict[str, Any]:
     data = bytes(value) if isinstance(value, bytes | bytearray) else _encode(jsonable(value))
     return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def declared_key(version: VersionState) -> list[str] | None:
+    """The record key a version declares in its metadata (a column or a list of them)."""
+    key = version.metadata.get("key")
+    if isinstance(key, str):
+        return [key]
+    if isinstance(key, list) and key and all(isinstance(k, str) for k in key):
+        return list(key)
+    return None
 
 
 class TransformReplay:
@@ -183,8 +196,8 @@ class TransformReplay:
         second = call(against, content, version)
         if first.error or second.error:
             return VersionRun(version.number, version.label, first, second)
-        found = collect(compare(first.output, second.output,
-                                (f"{version.key} transform", f"{version.key} against")),
+        labels = (f"{version.key} transform", f"{version.key} against")
+        found = collect(compare(first.output, second.output, labels, declared_key(version)),
                         MAX_CHANGES_PER_VERSION)
         return VersionRun(version.number, version.label, first, second, found.changes,
                           found.summary, found.total)
