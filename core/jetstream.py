@@ -59,8 +59,9 @@ async def ensure_stream(js: JetStreamContext, settings: Settings) -> None:
         duplicate_window=min(settings.duplicate_window_seconds,
                              settings.stream_max_age_seconds or float("inf")),
         discard=DiscardPolicy.OLD,
-        # Retention (README "Retention and replay"): the Postgres log and capture files keep
-        # history; a consumer behind the window rebuilds from the log. 0 / -1: unlimited.
+        # Retention (README "Replay, capture and retention"): the Postgres log and capture
+        # files keep history; a consumer behind the window rebuilds from the log. 0 / -1:
+        # unlimited.
         max_age=settings.stream_max_age_seconds,
         max_bytes=settings.stream_max_bytes if settings.stream_max_bytes > 0 else -1,
     )
