@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--json", action="store_true", help="print JSON")
     history.set_defaults(handler=cmd_history)
 
-    status = sub.add_parser("status", help="log head and each projection's position and lag")
+    status = sub.add_parser("status", help="log head and each projection's position, lag and "
+                            "state; exits 1 when any projection is in ALERT")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=cmd_status)
 
