@@ -170,7 +170,7 @@ async def test_live_workers_go_on_from_the_shadow_checkpoints_under_load(
             await system.service.ingest(IngestVersion("ns", f"a{ingested % 25}",
                                                       content={"i": ingested}))
             ingested += 1
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.02)
 
     async with running(system.relay(poll_interval=0.05).run,
                        worker(system, history_projection).run, worker(system, analytics).run):
