@@ -199,3 +199,25 @@ async def test_live_workers_go_on_from_the_shadow_checkpoints_under_load(
     async with system.pool.connection() as conn:
         cur = await conn.execute("SELECT count(*) FROM vh_versions")
         assert (await cur.fetchone()) == (ingested,)
+
+
+async def test_the_graphql_mutation_rebuilds_in_shadow_and_refuses_a_partial_shadow(
+    system: System,
+) -> None:
+    from tests.integration.test_graphql_log import client_for, gql
+
+    appended = await append_interleaved(system, history(5, 4))
+    mutation = """mutation($name: String!, $from: Int, $shadow: Boolean!) {
+      rebuildProjection(name: $name, fromPosition: $from, shadow: $shadow) { projection events
+      } }"""
+    async with client_for(system.store, system.settings) as http:
+        body = await gql(http, mutation, name="version_history", shadow=True)
+        assert body["data"]["rebuildProjection"] == {"projection": "version_history",
+                                                     "events": appended}
+        for variables, code in (({"name": "version_history", "from": 3}, "VALIDATION"),
+                                ({"name": "nope"}, "NOT_FOUND")):
+            body = await gql(http, mutation, shadow=True, **variables)
+            assert body["errors"][0]["extensions"]["code"] == code, body
+    async with system.pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM vh_versions")
+        assert await cur.fetchone() == (20,)
