@@ -6,16 +6,17 @@ together. Any other store (an object store) is written before the event transact
 content is addressed by its digest, so bytes written for a transaction that then fails are an
 unreferenced orphan that a later ingest of the same content reuses, never a wrong answer.
 
-Ordering strategy. Positions come from an identity column, i.e. a sequence, and sequences hand
+Ordering strategy. Positions come from a sequence (``events_position_seq``), and sequences hand
 out values in *call* order, not *commit* order: a transaction that takes position 10 can commit
 after one that took 11, and a reader tailing ``position > checkpoint`` would then move past 10
 before it is visible and never see it. We prevent that at the source: every append takes one
 transaction-scoped advisory lock just before inserting its events and holds it until commit,
-so positions are handed out and made visible in the same order. The lock covers only the event
-INSERT and the commit; content and validation work happen before it, and a batch of events
-takes it once, not once per event. (pyeventsourcing's recorder takes a table lock for the same
-reason.) Postgres releases transaction locks only after the commit is visible to other
-sessions, so the next holder's positions are always seen after ours.
+so positions are handed out and made visible in the same order. (The lock is taken inside
+``events_before_append``, which also adds partitions when needed: migration 0006.) The lock
+covers only the event INSERT and the commit; content and validation work happen before it,
+and a batch of events takes it once, not once per event. (pyeventsourcing's recorder takes a
+table lock for the same reason.) Postgres releases transaction locks only after the commit is
+visible to other sessions, so the next holder's positions are always seen after ours.
 """
 
 from __future__ import annotations
