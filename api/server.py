@@ -39,6 +39,7 @@ from core.retention_pg import RetentionStore
 from core.schema_registry import SchemaRegistry
 from core.services import ArtifactService
 from core.settings import Settings
+from core.streams_pg import PostgresStreams
 from core.webhooks_pg import WebhookStore
 from core.webhooks_service import WebhookService
 from core.webhooks_worker import WebhookDispatcher
@@ -136,7 +137,8 @@ def build_services(pool: AsyncConnectionPool, js: JetStreamContext, settings: Se
                    analytics: ReadOnlySql | None = None) -> Services:
     store = PostgresEventStore(pool, content_store_for(settings, pool))
     artifacts = MeteredArtifactService(store, max_content_bytes=settings.max_content_bytes,
-                                       schemas=SchemaRegistry(pool))
+                                       schemas=SchemaRegistry(pool),
+                                       streams=PostgresStreams(pool))
     return Services(
         artifacts=artifacts,
         history=HistoryQueries(HistoryReader(pool), artifacts,

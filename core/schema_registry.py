@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -190,6 +190,31 @@ class SchemaRegistry:
         current = await self.current_for(namespace, name, kind)
         if current is None:
             return None
+        return await self.check_content(current, namespace, name, content=content,
+                                        content_type=content_type, producer=producer,
+                                        actor=actor)
+
+    async def current_for_many(self, wanted: Collection[tuple[str, str, str | None]]
+                               ) -> dict[tuple[str, str, str | None], SchemaVersion | None]:
+        """``current_for`` of each (namespace, name, kind), in one query (bulk ingest)."""
+        subjects = {(ns, name, kind): (SchemaSubject.artifact(ns, name).key,
+                                       SchemaSubject.kind(ns, kind).key if kind else None)
+                    for ns, name, kind in wanted}
+        keys = sorted({key for pair in subjects.values() for key in pair if key})
+        latest: dict[str, SchemaVersion] = {}
+        if keys:
+            async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    f"SELECT DISTINCT ON (subject) {COLUMNS} FROM schema_versions"
+                    " WHERE subject = ANY(%s) ORDER BY subject, version DESC", (keys,))
+                latest = {row["subject"]: SchemaVersion(**row) for row in await cur.fetchall()}
+        return {want: latest.get(artifact) or (latest.get(kind) if kind else None)
+                for want, (artifact, kind) in subjects.items()}
+
+    async def check_content(self, current: SchemaVersion, namespace: str, name: str, *,
+                            content: Any, content_type: str, producer: str | None,
+                            actor: str | None) -> SchemaVersion:
+        """``validate_ingest`` against a schema already looked up."""
         if content_type != "json":
             found = [Violation("", f"{content_type} content: the schema applies to JSON")]
         else:  # jsonschema is pure Python: keep a large document off the event loop

@@ -3,9 +3,10 @@ goes through here, so validation, idempotency and limits are the same everywhere
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,13 +23,21 @@ from core.artifact import (
 from core.batch import MAX_ATTEMPTS, BatchIngest, IngestOutcome, IngestResult
 from core.commands import IngestVersion, PromoteVersion, WithdrawVersion
 from core.content import Content, decode_content
-from core.errors import Conflict, ContentGone, LimitExceeded, NotFound, StreamVersionTaken
+from core.errors import (
+    ArtifactlogError,
+    Conflict,
+    ContentGone,
+    LimitExceeded,
+    NotFound,
+    StreamVersionTaken,
+)
 from core.events import DomainEvent, NewEvent, RecordedEvent, VersionKey
 from core.logs import current_correlation_id
 from core.ports import AppendBatch, EventStore
 from core.promotion import Promotions
-from core.schema_registry import SchemaRegistry
+from core.schema_registry import SchemaRegistry, SchemaVersion
 from core.state_cache import StateCache
+from core.streams_pg import StreamLoader
 
 # Each replay step carries the whole folded state, so the answer grows with the square of
 # the history; past this, ask for a slice.
@@ -50,12 +59,15 @@ class WithdrawResult:
 
 class ArtifactService:
     def __init__(self, store: EventStore, *, max_content_bytes: int,
-                 states: StateCache | None = None, schemas: SchemaRegistry | None = None
-                 ) -> None:
+                 states: StateCache | None = None, schemas: SchemaRegistry | None = None,
+                 streams: StreamLoader | None = None) -> None:
         self.store = store
         self.max_content_bytes = max_content_bytes
         self.states = states if states is not None else StateCache()
         self.schemas = schemas
+        # Reads many artifacts' new events in one query (bulk groups); without it, each
+        # artifact of a group is loaded with its own query.
+        self.streams = streams
 
     async def ingest(self, cmd: IngestVersion) -> IngestResult:
         """Append a new version, or return the one an idempotency key or identical content
@@ -76,19 +88,49 @@ class ArtifactService:
         return outcomes
 
     def _batch(self) -> BatchIngest:
-        check = self._check_schema if self.schemas is not None else None
-        return BatchIngest(self.store, self.load, self.max_content_bytes, check)
+        schemas = _SchemaLookup(self.schemas) if self.schemas is not None else None
 
-    async def _check_schema(self, cmd: IngestVersion, state: ArtifactState,
-                            content: Content) -> None:
-        """Content must match the schema registered for the artifact (or its namespace and
-        kind); a refusal is recorded for analytics by producer."""
-        assert self.schemas is not None
-        data: Any = (decode_content(content.data, "json") if content.content_type == "json"
-                     else None)
-        await self.schemas.validate_ingest(
-            cmd.namespace, cmd.name, cmd.kind or state.kind or DEFAULT_KIND, content=data,
-            content_type=content.content_type, producer=cmd.producer, actor=cmd.actor)
+        async def prefetch(commands: Sequence[IngestVersion]
+                           ) -> dict[tuple[str, str], ArtifactState]:
+            states = await self.load_many(
+                [k for c in commands for k in ((c.namespace, c.name),
+                                               *((p.namespace, p.name) for p in c.parents))])
+            if schemas is not None:
+                await schemas.prefetch(commands, states)
+            return states
+
+        return BatchIngest(self.store, self.load, self.max_content_bytes,
+                           schemas.check if schemas is not None else None, prefetch,
+                           self.states.advance)
+
+    async def load_many(self, keys: Iterable[tuple[str, str]]
+                        ) -> dict[tuple[str, str], ArtifactState]:
+        """``load`` of several artifacts with one query for all their new events (names
+        that are not valid are left out: loading them alone gives the error)."""
+        states: dict[tuple[str, str], ArtifactState] = {}
+        for namespace, name in keys:
+            if (namespace, name) in states:
+                continue
+            try:
+                validate_name("namespace", namespace)
+                validate_name("name", name)
+            except ArtifactlogError:
+                continue
+            states[(namespace, name)] = (self.states.get(namespace, name)
+                                         or ArtifactState(namespace, name))
+        if self.streams is None:
+            found = {key: await self.store.load_stream(*key, after_version=state.stream_version)
+                     for key, state in states.items()}
+        else:
+            found = await self.streams.load_streams(
+                {key: state.stream_version for key, state in states.items()})
+        for key, events in found.items():
+            state = states[key]
+            for event in events:
+                state.apply(event)
+            if events and state.exists:  # unchanged states are in the cache already
+                self.states.put(state)
+        return states
 
     async def promote(self, cmd: PromoteVersion, *, override: bool = False) -> PromoteResult:
         """Make a version PRODUCTION (the previous one becomes SUPERSEDED) if the promotion
@@ -212,3 +254,43 @@ class ArtifactService:
         return NewEvent(state.namespace, state.name, state.stream_version + offset, event,
                         {k: v for k, v in metadata.items() if v is not None})
 
+
+class _SchemaLookup:
+    """The schema check of one ingest call: the current schemas of a group's artifacts are
+    read with one query (``prefetch``), and each command is checked against its own."""
+
+    def __init__(self, registry: SchemaRegistry) -> None:
+        self.registry = registry
+        self.current: dict[tuple[str, str, str | None], SchemaVersion | None] = {}
+
+    async def prefetch(self, commands: Sequence[IngestVersion],
+                       states: Mapping[tuple[str, str], ArtifactState]) -> None:
+        wanted = set()
+        for cmd in commands:
+            state = states.get((cmd.namespace, cmd.name))
+            if state is not None:  # a valid name: the kind decides the subjects
+                wanted.add((cmd.namespace, cmd.name, _kind(cmd, state)))
+        wanted -= self.current.keys()
+        if wanted:
+            # A kind too long for a subject fails the lookup: check() then reports it.
+            with contextlib.suppress(ArtifactlogError):
+                self.current.update(await self.registry.current_for_many(wanted))
+
+    async def check(self, cmd: IngestVersion, state: ArtifactState, content: Content) -> None:
+        """Content must match the schema registered for the artifact (or its namespace and
+        kind); a refusal is recorded for analytics by producer."""
+        key = (cmd.namespace, cmd.name, _kind(cmd, state))
+        if key not in self.current:  # e.g. the kind came from an earlier command of the batch
+            self.current[key] = await self.registry.current_for(*key)
+        current = self.current[key]
+        if current is None:
+            return  # no schema applies: the content is not even decoded
+        data: Any = (decode_content(content.data, "json") if content.content_type == "json"
+                     else None)
+        await self.registry.check_content(
+            current, cmd.namespace, cmd.name, content=data, content_type=content.content_type,
+            producer=cmd.producer, actor=cmd.actor)
+
+
+def _kind(cmd: IngestVersion, state: ArtifactState) -> str:
+    return cmd.kind or state.kind or DEFAULT_KIND
