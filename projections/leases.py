@@ -48,6 +48,11 @@ class PartitionLeases:
             await self.conn.close()  # releases every lock this session held
             self.conn = None
 
+    @property
+    def lost(self) -> bool:
+        """No live session (the database restarted): every lock it held died with it."""
+        return self.conn is None or self.conn.closed
+
     async def desired(self) -> set[int]:
         """The partitions this worker should own, given the workers alive right now."""
         slots = await self._held(self.slot_key)

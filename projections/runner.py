@@ -85,6 +85,8 @@ class ProjectionWorker:
         try:
             while not stop.is_set():
                 try:
+                    if self.leases.lost:
+                        await self._renew_leases()
                     await self._rebalance()
                 except TRANSIENT as exc:
                     log.warning("projection=%s rebalance failed: %r", self.projection.name, exc)
@@ -94,6 +96,19 @@ class ProjectionWorker:
             for partition in list(self.loops):
                 await self._stop_loop(partition)
             await self.leases.close()
+
+    async def _renew_leases(self) -> None:
+        """The lease session died with the database: its partition locks are gone and another
+        worker may hold them now, so stop every partition loop, then open a new session and
+        take partitions again (without this the worker waits on the dead session forever)."""
+        log.warning("projection=%s lease session lost; re-acquiring partitions",
+                    self.projection.name)
+        for partition in list(self.loops):
+            await self._stop_loop(partition)
+        with contextlib.suppress(Exception):
+            await self.leases.close()
+        self.leases.conn = None
+        await self.leases.open()
 
     async def _rebalance(self) -> None:
         desired = await self.leases.desired()
