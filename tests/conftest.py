@@ -6,9 +6,11 @@ whole log (relay tests), a fresh database and a fresh JetStream stream (``fresh_
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ import psycopg
 import pytest
 
 from core.auth import TokenService
+from core.commands import IngestVersion
 from core.db import migrate, open_pool
 from core.eventlog_pg import PostgresEventStore
 from core.runtime import EmbeddedNats, EmbeddedPostgres, free_port
@@ -84,11 +87,44 @@ def workers(engines: Engines) -> Iterator[None]:
     settings = engines.settings()
     processes = [role_process(settings, "relay"),
                  role_process(settings, "projection", "--name", "version_history")]
+    asyncio.run(wait_for_pipeline(settings))
     yield
     for proc in processes:
         proc.terminate()
     for proc in processes:
         proc.wait(20)
+
+
+PIPELINE_START_SECONDS = 120.0
+
+
+async def wait_for_pipeline(settings: Settings) -> None:
+    """Ingest one probe version and wait until the read model shows it: the relay and the
+    projection worker are then up and consuming. Starting two Python processes takes seconds
+    on a loaded machine, longer than a read's own wait (read_wait_seconds)."""
+    assert settings.database_url
+    pool = await open_pool(settings.database_url)
+    try:
+        service = ArtifactService(PostgresEventStore(pool),
+                                  max_content_bytes=settings.max_content_bytes)
+        probe = await service.ingest(IngestVersion(
+            namespace="pipeline-probe", name=uuid.uuid4().hex, content={"probe": True}))
+        deadline = time.monotonic() + PIPELINE_START_SECONDS
+        async with pool.connection() as conn:
+            while True:
+                row = await (await conn.execute(
+                    "SELECT 1 FROM vh_versions WHERE namespace = %s AND name = %s",
+                    (probe.version.namespace, probe.version.name))).fetchone()
+                if row:
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"the relay and projection worker did not carry an event to the read"
+                        f" model within {PIPELINE_START_SECONDS:.0f}s; see the role logs in"
+                        f" {settings.home}")
+                await asyncio.sleep(0.1)
+    finally:
+        await pool.close()
 
 
 @pytest.fixture
