@@ -14,22 +14,35 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from api.app import create_app
 from api.server import build_services
 from core.auth import TokenService
+from core.commands import IngestVersion
 from core.db import migrate, open_pool
 from core.jetstream import connect
 from core.runtime import EmbeddedPostgres, free_port
 from core.settings import Settings
 from projections.version_history import VersionHistoryProjection
-from tests.faults.checker import History, Op, Report, analyse, read_log, status_of_code
+from tests.faults.checker import (
+    History,
+    Op,
+    Report,
+    analyse,
+    at_head,
+    read_log,
+    status_of_code,
+)
 from tests.faults.checker import Observed as Seen
+from tests.faults.conftest import observe, produce, worker
 from tests.faults.figures import scale
+from tests.integration.streams import open_system, running, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -231,3 +244,44 @@ async def test_postgres_crash_answers_only_retryable_errors(
 ) -> None:
     outcome = await crashed(how, postgres, fresh_settings)
     assert outcome.clients.bad == [], sorted(set(outcome.clients.bad))
+
+
+async def test_projection_worker_recovers_after_a_postgres_restart(
+    postgres: EmbeddedPostgres, fresh_settings: Settings, figures: dict[str, Any],
+) -> None:
+    """The worker's partition leases live in one Postgres session; a crash ends it (and its
+    locks). The worker must notice, give its partitions up and take them again on a new
+    session, not retry on the dead one forever (found by the soak, tests/faults/test_soak.py)."""
+    database = f"w{time.monotonic_ns() % 10**10}"
+    admin = postgres.url.rsplit("/", 1)[0] + "/postgres"
+    async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
+        await conn.execute(f"CREATE DATABASE {database}")
+    url = postgres.url.rsplit("/", 1)[0] + f"/{database}"
+    migrate(url)
+    settings = fresh_settings.with_overrides(database_url=url)
+    history = History()
+    async with open_system(settings) as system:
+        system.pool.timeout = 2.0
+        async with running(system.relay(poll_interval=0.05).run, worker(system).run):
+            await produce(system, history, 20, prefix="before")
+            projection = VersionHistoryProjection(system.pool)
+            await wait_until(partial(at_head, projection, system.pool, settings), within=30)
+            crash(postgres, "sigkill")
+            await asyncio.sleep(0.5)
+            restart(postgres)
+            restarted = time.monotonic()
+            await produce(system, history, 20, prefix="after")
+            retried = history.count("unknown")
+            for op in [op for op in history.ops if op.status == "unknown"]:
+                # the pool's connections from before the crash fail first: resend, same key
+                result = await system.service.ingest(IngestVersion(
+                    op.namespace, op.name, content={"i": op.key, "p": "retry"},
+                    idempotency_key=op.key))
+                op.finish("ok", number=result.version.number)
+            await wait_until(partial(at_head, projection, system.pool, settings), within=30)
+            recovered = time.monotonic() - restarted
+        report = analyse(history, await observe(system))
+    figures.update(report.figures(), retried=retried,
+                   caught_up_after_restart_seconds=round(recovered, 2))
+    assert report.problems() == {}
+    assert report.acknowledged == report.log_events == 40
