@@ -52,8 +52,8 @@ async def log_rows(system: System) -> list[tuple[int, str, str]]:
         return [tuple(row) for row in await cur.fetchall()]
 
 
-async def ingest(system: System, count: int) -> None:
-    for i in range(count):
+async def ingest(system: System, count: int, start: int = 0) -> None:
+    for i in range(start, start + count):
         await system.service.ingest(IngestVersion(
             ("fraud", "ml")[i % 2], f"a{i % 3}", content={"i": i, "rows": [i, i + 1]}))
 
@@ -189,3 +189,29 @@ async def test_clickhouse_sql_over_the_captured_files(
 def test_the_readme_shows_the_tested_capture_query() -> None:
     readme = (ROOT / "README.md").read_text()
     assert f"```sql\n{EXAMPLE_QUERY}\n```" in readme
+
+
+@pytest.mark.slow
+async def test_the_capture_role_follows_the_log(system: System, tmp_path: Path) -> None:
+    await ingest(system, 5)
+    settings = system.settings.with_overrides(capture_dir=tmp_path / "role",
+                                              capture_interval_seconds=0.2)
+    proc = cli(settings, "run", "capture")
+    try:
+        for expected in (5, 8):
+            deadline = time.monotonic() + 30
+            while (m := capture_manifest.load(tmp_path / "role")) is None or (
+                    m.position < expected):
+                assert proc.poll() is None, proc.communicate()
+                if time.monotonic() > deadline:
+                    proc.terminate()
+                    raise AssertionError(f"the capture role did not follow the log: "
+                                         f"{proc.communicate()}")
+                await asyncio.sleep(0.1)
+            if expected == 5:
+                await ingest(system, 3, start=5)  # a running capture picks up new events
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert [r["position"] for r in captured(tmp_path / "role")] == list(range(1, 9))
