@@ -221,3 +221,42 @@ async def test_the_graphql_mutation_rebuilds_in_shadow_and_refuses_a_partial_sha
     async with system.pool.connection() as conn:
         cur = await conn.execute("SELECT count(*) FROM vh_versions")
         assert await cur.fetchone() == (20,)
+
+
+async def test_a_failed_or_concurrent_shadow_rebuild_leaves_the_live_tables_alone(
+    system: System,
+) -> None:
+    from psycopg import AsyncConnection
+
+    from core.errors import Conflict
+    from projections.rebuild import replay_after
+    from projections.shadow import PostgresShadow, shadow_rebuild
+
+    url = system.settings.database_url
+    assert url
+    await append_interleaved(system, history(5, 4))
+    await rebuild(VersionHistoryProjection(system.pool), system.store, system.settings)
+    checksum = pg_checksum(system.pool, TABLES)
+    before, before_layout = await checksum(), await layout(system)
+
+    class Failing(VersionHistoryProjection):
+        async def apply(self, partition: int, events: Any, *, replaying: bool = False) -> None:
+            if events[-1].position > 10:
+                raise RuntimeError("boom")
+            await super().apply(partition, events, replaying=replaying)
+
+    async def apply_log(shadow: Any, after: int) -> tuple[int, int]:
+        return await replay_after(shadow, system.store, system.settings, None, after)
+
+    leases = PartitionLeases(url, "version_history", system.settings.partitions)
+    with pytest.raises(RuntimeError, match="boom"):
+        await shadow_rebuild(PostgresShadow(url, "version_history", TABLES, Failing),
+                             apply_log, leases, url)
+    assert (await checksum(), await layout(system)) == (before, before_layout)
+    async with await AsyncConnection.connect(url, autocommit=True) as other:
+        await other.execute("SELECT pg_advisory_lock(%s, 1)", (leases.maintenance_key,))
+        with pytest.raises(Conflict, match="already running"):
+            await shadow_rebuild(PostgresShadow(url, "version_history", TABLES,
+                                                VersionHistoryProjection),
+                                 apply_log, leases, url)
+    assert (await checksum(), await layout(system)) == (before, before_layout)
