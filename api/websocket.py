@@ -9,12 +9,16 @@ the protocol's answer to an invalid message, close code 4400 with a reason.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
+from strawberry.types.execution import ExecutionResult
+
+from api.schema import _coded as coded_error
 
 # A client sends connection_init right after connecting (graphql-ws waits 3 s by default);
 # strawberry's one minute lets idle sockets pile up.
@@ -52,3 +56,13 @@ class CheckedTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             await self.handle_invalid_message(error)
             return
         await super().handle_message(message)
+
+    async def _send_result_stream(self, operation: Any, result_source: Any) -> None:
+        """Errors sent over the websocket carry ``extensions.code`` as over HTTP (the schema's
+        ErrorCodes extension sees only the HTTP operations' results)."""
+        async def coded() -> AsyncIterator[Any]:
+            async for result in result_source:
+                if isinstance(result, ExecutionResult) and result.errors:
+                    result.errors = [coded_error(error) for error in result.errors]
+                yield result
+        await super()._send_result_stream(operation, coded())

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from core.auth import TokenService
 from core.db import open_pool
 from core.eventlog_pg import PostgresEventStore
 from core.runtime import free_port
@@ -117,9 +119,13 @@ async def init(ws: ClientConnection, token: str) -> None:
 
 
 async def test_unauthenticated_connections_are_closed_4403_or_4401(
-    alive: Server, figures: dict[str, Any],
+    alive: Server, store: PostgresEventStore, figures: dict[str, Any],
 ) -> None:
+    tokens, name = TokenService(store.pool), f"revoked-{uuid.uuid4().hex[:8]}"
+    revoked, _ = await tokens.create(name, ["admin"])
+    await tokens.revoke(name)
     cases: dict[str, list[dict[str, Any]]] = {
+        "revoked token": [{"type": "connection_init", "payload": {"token": revoked}}],
         "no token": [{"type": "connection_init"}],
         "empty payload": [{"type": "connection_init", "payload": {}}],
         "bad token": [{"type": "connection_init", "payload": {"token": "al_" + "A" * 43}}],
@@ -237,12 +243,13 @@ async def test_malformed_protocol_messages_get_clean_close_codes_or_errors(
         elif case == "a mutation":  # executed, as the protocol allows: a refusal
             assert value["type"] == "next", value
             assert value["payload"]["errors"][0]["message"] == "artifact x/y does not exist"
+            assert value["payload"]["errors"][0]["extensions"]["code"] == "NOT_FOUND"
         elif kind == "message":  # a GraphQL error for that operation
             assert value["type"] == "error", (case, value)
-            assert all("message" in error for error in value["payload"]), (case, value)
+            assert all(error["extensions"]["code"] for error in value["payload"]), (case, value)
     assert answers["duplicate id"] == ("closed", 4409)
     assert answers["second init"] == ("closed", 4429)
-    assert answers["syntax error"] == ("closed", 4400)  # the protocol says so
+    assert answers["syntax error"][0] == "message"  # an error with a code; still open
     assert answers["unknown field"][0] == "message"
     assert await alive.serves_http()
 
@@ -335,3 +342,43 @@ async def test_a_client_that_never_reads_does_not_grow_the_server(
     figures.update(readers=len(sockets), log_events_each=">= 4000",
                    rss_before_mb=round(before, 1), rss_peak_mb=round(peak, 1))
     assert peak - before < 150
+
+
+async def test_a_namespace_token_subscribes_to_nothing_of_another_namespace(
+    alive: Server, store: PostgresEventStore, names: str, figures: dict[str, Any],
+) -> None:
+    """A token limited to one namespace: a subscription naming another is refused, and the
+    unfiltered feed (replayed from position 0) carries none of the other's events."""
+    mine, theirs = f"{names}mine", f"{names}theirs"
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{alive.port}", timeout=30,
+                                 headers={"Authorization": f"Bearer {alive.token}"}) as http:
+        for namespace in (theirs, mine):  # the last event is ours: the replay's end marker
+            response = await http.post("/ingest/bulk", content=json.dumps(
+                {"namespace": namespace, "name": "a", "content": {"secret": namespace}}),
+                headers={"content-type": "application/x-ndjson"})
+            assert response.status_code == 200, response.text
+    limited = await new_token(store, "read", namespaces=[mine])
+    async with alive.open() as ws:
+        await init(ws, limited)
+        await ws.send(json.dumps({"type": "subscribe", "id": "other", "payload": {
+            "query": EVENTS, "variables": {"ns": theirs}}}))
+        refusal = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        await ws.send(json.dumps({"type": "subscribe", "id": "all", "payload": {
+            "query": FROM_START}}))
+        seen: list[dict[str, Any]] = []
+        async with asyncio.timeout(60):
+            while not any(e["namespace"] == mine for e in seen):
+                message = json.loads(await ws.recv())
+                if message["id"] == "other":  # the refused one's "complete"
+                    continue
+                assert message["type"] == "next", message
+                seen.append(message["payload"]["data"]["events"])
+    figures.update(refusal=refusal["payload"], events_seen=len(seen),
+                   of_the_other_namespace=sum(theirs in json.dumps(e) for e in seen))
+    assert refusal["id"] == "other"
+    assert refusal["type"] in ("error", "next"), refusal
+    errors = refusal["payload"] if refusal["type"] == "error" else refusal["payload"]["errors"]
+    assert [e["extensions"]["code"] for e in errors] == ["FORBIDDEN"], errors
+    assert all(e["namespace"] == mine for e in seen)
+    assert not any(theirs in json.dumps(e) for e in seen)
+    assert await alive.serves_http()
