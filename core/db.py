@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from psycopg_pool import AsyncConnectionPool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -21,6 +19,11 @@ def sqlalchemy_url(database_url: str) -> str:
 
 def migrate(database_url: str, revision: str = "head") -> None:
     """Apply the alembic migrations up to ``revision`` (idempotent)."""
+    # imported here: alembic and SQLAlchemy take a second to import on a busy machine, and
+    # only the processes that migrate should pay it (a relay restarted after a crash must not)
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", sqlalchemy_url(database_url).replace("%", "%%"))
