@@ -19,6 +19,7 @@ from core.commands import IngestVersion
 from core.content import encode_content
 from core.events import NewEvent, VersionIngested
 from core.ports import AppendBatch
+from core.relay import active_relay
 from core.runtime import EmbeddedNats, free_port
 from core.settings import Settings
 from tests.integration.streams import System, open_system, wait_until
@@ -159,6 +160,11 @@ def relay_process(settings: Settings) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+async def _leads(system: System, pid: int) -> bool:
+    return await active_relay(system.pool, system.settings.stream_name) == (
+        f"artifactlog-relay-{pid}")
+
+
 @pytest.mark.slow
 async def test_relay_killed_with_sigkill_again_and_again_loses_and_doubles_nothing(
     system: System,
@@ -167,6 +173,8 @@ async def test_relay_killed_with_sigkill_again_and_again_loses_and_doubles_nothi
     kills = 0
     while not producer.done() or kills < 3:
         proc = relay_process(system.settings)
+        # Killed only once it leads: a loaded machine can take seconds just to start Python.
+        await wait_until(lambda p=proc: _leads(system, p.pid), within=60, interval=0.02)
         await asyncio.sleep(0.8 + random.random() * 0.8)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
