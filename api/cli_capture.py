@@ -55,13 +55,14 @@ def cmd_capture(args: argparse.Namespace, settings: Settings) -> int:
 async def capture(args: argparse.Namespace, settings: Settings) -> int:
     from api.cli_replay import direct
     from core.capture import Capture
+    from core.content_store import content_store_for
     from core.eventlog_pg import PostgresEventStore
 
     directory = capture_dir(settings, args.dir)
     content = settings.capture_content if args.content is None else args.content
     async with direct(settings) as (pool, _):
-        worker = Capture(pool, PostgresEventStore(pool), directory, content=content,
-                         batch_size=args.batch_size)
+        store = PostgresEventStore(pool, content_store_for(settings, pool))
+        worker = Capture(pool, store, directory, content=content, batch_size=args.batch_size)
         if not args.until_head:
             stop = asyncio.Event()
             from api.server import stop_on_signals

@@ -44,7 +44,7 @@ def register(sub: Any, client: ClientFor) -> None:
         "replay", help="rebuild a projection, trace an artifact, re-publish history to a "
         "subject, or run transforms over an artifact's versions",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    mode = replay.add_mutually_exclusive_group(required=True)
+    mode = replay.add_mutually_exclusive_group()  # none of them: --artifact is the trace
     mode.add_argument("--projection", help="rebuild: version_history or analytics")
     mode.add_argument("--publish", metavar="SUBJECT",
                       help="re-publish the selected events to this NATS subject")
@@ -91,9 +91,9 @@ def rebuild(args: argparse.Namespace, api: Client) -> int:
     result = api.execute(REBUILD, {"name": args.projection, "from": args.from_position,
                                    "shadow": args.shadow})["rebuildProjection"]
     rate = result["events"] / result["seconds"] if result["seconds"] else 0.0
-    how = "into shadow tables, then switched" if args.shadow else "in place"
-    print(f"rebuilt {result['projection']} from the log {how}: {result['events']} events in "
-          f"{result['seconds']:.2f}s ({rate:,.0f} events/s)")
+    how = "; built in shadow tables, then switched" if args.shadow else ""
+    print(f"rebuilt {result['projection']} from the log: {result['events']} events in "
+          f"{result['seconds']:.2f}s ({rate:,.0f} events/s){how}")
     return 0
 
 
@@ -116,6 +116,7 @@ async def publish(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def transform(args: argparse.Namespace, settings: Settings) -> int:
+    from core.content_store import content_store_for
     from core.eventlog_pg import PostgresEventStore
     from core.replay_transform import TransformReplay, load_transform
     from core.services import ArtifactService
@@ -126,8 +127,8 @@ async def transform(args: argparse.Namespace, settings: Settings) -> int:
     first = load_transform(args.transform)
     second = load_transform(args.against) if args.against else None
     async with direct(settings) as (pool, _):
-        service = ArtifactService(PostgresEventStore(pool),
-                                  max_content_bytes=settings.max_content_bytes)
+        store = PostgresEventStore(pool, content_store_for(settings, pool))
+        service = ArtifactService(store, max_content_bytes=settings.max_content_bytes)
         runs = await TransformReplay(service).run(namespace, name, first, second)
     print_runs(args.artifact, runs, compared=second is not None, as_json=args.json)
     if any(run.errors for run in runs):
