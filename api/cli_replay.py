@@ -72,6 +72,7 @@ def register(sub: Any, client: ClientFor) -> None:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings, client: ClientFor) -> int:
+    check_options(args)
     if args.projection:
         return rebuild(args, client())
     if args.publish:
@@ -85,9 +86,20 @@ def cmd_replay(args: argparse.Namespace, settings: Settings, client: ClientFor) 
                                     args.to_position, args.json)
 
 
-def rebuild(args: argparse.Namespace, api: Client) -> int:
+# Options that mean something in one mode only; given elsewhere they would be ignored.
+MODE_OPTIONS = {"shadow": "projection", "against": "transform", "since": "publish",
+                "until": "publish", "namespace": "publish", "rate": "publish"}
+
+
+def check_options(args: argparse.Namespace) -> None:
+    for option, mode in MODE_OPTIONS.items():
+        if getattr(args, option) not in (None, False) and not getattr(args, mode):
+            raise ValidationError(f"--{option} only goes with --{mode}")
     if args.shadow and args.from_position is not None:
         raise ValidationError("--shadow rebuilds everything; drop --from-position")
+
+
+def rebuild(args: argparse.Namespace, api: Client) -> int:
     result = api.execute(REBUILD, {"name": args.projection, "from": args.from_position,
                                    "shadow": args.shadow})["rebuildProjection"]
     rate = result["events"] / result["seconds"] if result["seconds"] else 0.0

@@ -224,3 +224,20 @@ async def test_a_bad_transform_spec_is_a_clear_usage_error(
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith("error: ")
 
+
+
+@pytest.mark.parametrize(("words", "message"), [
+    (["--artifact", "a/b", "--rate", "3"], "--rate only goes with --publish"),
+    (["--artifact", "a/b", "--shadow"], "--shadow only goes with --projection"),
+    (["--artifact", "a/b", "--against", "m:f"], "--against only goes with --transform"),
+    (["--publish", "dev.x", "--since", "2026-11-26T10:00"], "--since needs a time zone"),
+    (["--projection", "analytics", "--shadow", "--from-position", "3"], "drop --from-position"),
+    ([], "replay needs --projection, --publish, --transform or --artifact"),
+])
+def test_replay_options_out_of_place_are_refused(
+    words: list[str], message: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from api.cli import main
+
+    assert main(["replay", *words]) == 2
+    assert message in capsys.readouterr().err
