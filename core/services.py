@@ -3,6 +3,7 @@ goes through here, so validation, idempotency and limits are the same everywhere
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import uuid
@@ -92,11 +93,17 @@ class ArtifactService:
 
         async def prefetch(commands: Sequence[IngestVersion]
                            ) -> dict[tuple[str, str], ArtifactState]:
-            states = await self.load_many(
-                [k for c in commands for k in ((c.namespace, c.name),
-                                               *((p.namespace, p.name) for p in c.parents))])
-            if schemas is not None:
-                await schemas.prefetch(commands, states)
+            keys = [k for c in commands
+                    for k in ((c.namespace, c.name), *((p.namespace, p.name) for p in c.parents))]
+            if schemas is None:
+                return await self.load_many(keys)
+            if all(c.kind for c in commands):  # the subjects are known without the states:
+                # both reads at once, on two connections (one round trip less per ingest)
+                states, _ = await asyncio.gather(self.load_many(keys),
+                                                 schemas.prefetch(commands, None))
+                return states
+            states = await self.load_many(keys)
+            await schemas.prefetch(commands, states)
             return states
 
         return BatchIngest(self.store, self.load, self.max_content_bytes,
@@ -264,12 +271,14 @@ class _SchemaLookup:
         self.current: dict[tuple[str, str, str | None], SchemaVersion | None] = {}
 
     async def prefetch(self, commands: Sequence[IngestVersion],
-                       states: Mapping[tuple[str, str], ArtifactState]) -> None:
+                       states: Mapping[tuple[str, str], ArtifactState] | None) -> None:
+        """``states`` None: every command names its kind."""
         wanted = set()
         for cmd in commands:
-            state = states.get((cmd.namespace, cmd.name))
-            if state is not None:  # a valid name: the kind decides the subjects
-                wanted.add((cmd.namespace, cmd.name, _kind(cmd, state)))
+            if states is None:
+                wanted.add((cmd.namespace, cmd.name, cmd.kind))
+            elif (state := states.get((cmd.namespace, cmd.name))) is not None:
+                wanted.add((cmd.namespace, cmd.name, _kind(cmd, state)))  # a valid name
         wanted -= self.current.keys()
         if wanted:
             # A kind too long for a subject fails the lookup: check() then reports it.
