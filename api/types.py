@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -66,6 +68,8 @@ class ArtifactVersion:
     position: int
     purged: bool  # retention removed its content (the version and its history stay)
     state: strawberry.Private[VersionState]
+    # Set by a page of versions that loaded every node's parents at once (see ``parents``).
+    parent_versions: strawberry.Private[list[ArtifactVersion] | None] = None
 
     @classmethod
     def of(cls, state: VersionState) -> ArtifactVersion:
@@ -92,7 +96,16 @@ class ArtifactVersion:
         return base64.b64encode(await info.context.service.content_of(self.state)).decode()
 
     @strawberry.field
-    async def parents(self, info: Info) -> list[ArtifactVersion]:
+    def parents(self, info: Info) -> list[ArtifactVersion]:
+        # Not async: on a page of 1,000 versions an async resolver per node (a coroutine and
+        # a dataloader future each) was a large part of the request. A page fills
+        # ``parent_versions`` beforehand; otherwise the coroutine returned is awaited by the
+        # GraphQL executor like any async resolver's.
+        if self.parent_versions is not None:
+            return self.parent_versions
+        return self._load_parents(info)  # type: ignore[return-value]
+
+    async def _load_parents(self, info: Info) -> list[ArtifactVersion]:
         found = await info.context.versions.load_many(list(self.state.parents))
         return [ArtifactVersion.of(v) for v in found if v is not None]
 
@@ -189,15 +202,17 @@ class Artifact:
         return _wrap(await self.view.version(number, label))
 
     @strawberry.field
-    async def versions(self, stage: Stage | None = None, first: int | None = None,
+    async def versions(self, info: Info, stage: Stage | None = None, first: int | None = None,
                        after: str | None = None) -> ArtifactVersionConnection:
         size = page_size(first)
         after_number = decode_cursor("version", after) or 0
         page, total = await self.view.versions(stage.to_domain() if stage else None,
                                                after_number, size + 1)
-        edges = [ArtifactVersionEdge(node=ArtifactVersion.of(v),
-                                     cursor=encode_cursor("version", v.number))
-                 for v in page[:size]]
+        nodes = [ArtifactVersion.of(v) for v in page[:size]]
+        if _selects(info.selected_fields, "parents"):
+            await _load_parents(info, nodes)
+        edges = [ArtifactVersionEdge(node=node, cursor=encode_cursor("version", node.number))
+                 for node in nodes]
         return ArtifactVersionConnection(
             edges=edges, total_count=total,
             page_info=PageInfo(has_next_page=len(page) > size,
@@ -289,4 +304,16 @@ def _wrap(state: VersionState | None) -> ArtifactVersion | None:
     return ArtifactVersion.of(state) if state is not None else None
 
 
+def _selects(selections: Sequence[Any], name: str) -> bool:
+    """Whether a field called ``name`` is selected anywhere below (fragments included)."""
+    return any(getattr(s, "name", None) == name or _selects(getattr(s, "selections", ()), name)
+               for s in selections)
 
+
+async def _load_parents(info: Info, nodes: Sequence[ArtifactVersion]) -> None:
+    """Every node's parents with one batched load, for the synchronous ``parents``."""
+    keys = list(dict.fromkeys(k for node in nodes for k in node.state.parents))
+    found = dict(zip(keys, await info.context.versions.load_many(keys), strict=True))
+    for node in nodes:
+        node.parent_versions = [ArtifactVersion.of(v) for k in node.state.parents
+                                if (v := found[k]) is not None]
