@@ -113,6 +113,12 @@ async def test_files_of_an_uncommitted_batch_are_removed_and_rewritten(
     assert [r["position"] for r in captured(tmp_path)] == [1, 2, 3, 4, 5, 6]
 
 
+def uncommitted(directory: Path, manifest: capture_manifest.Manifest) -> list[str]:
+    """Data files (finished or being written) that the manifest does not name."""
+    return [str(p.relative_to(directory)) for p in (directory / "events").rglob("*")
+            if p.is_file() and str(p.relative_to(directory)) not in manifest.files]
+
+
 def cli(settings: Settings, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, **settings_environment(settings), "ARTIFACTLOG_LOG_LEVEL": "WARNING"}
     return subprocess.Popen([sys.executable, "-m", "api.cli", *args], env=env, cwd=ROOT,
@@ -126,21 +132,29 @@ async def test_a_killed_capture_process_resumes_without_gaps_or_duplicates(
     total = await append_interleaved(system, history(100, 100))
     directory = tmp_path / "capture"
     proc = cli(system.settings, "capture", "--dir", str(directory), "--batch-size", "250")
+    # Kill it the moment a batch's file is on disk but not yet in the manifest (the window a
+    # crash leaves files behind in) once 500 events are in, or at 2000 if no poll catches one.
     deadline = time.monotonic() + 60
-    while (manifest := capture_manifest.load(directory)) is None or manifest.position < 2000:
+    while (manifest := capture_manifest.load(directory)) is None or (
+            manifest.position < 2000 and not (
+                manifest.position >= 500 and uncommitted(directory, manifest))):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the capture made no progress"
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=10)
     killed_at = capture_manifest.load(directory)
     assert killed_at is not None
+    left_behind = uncommitted(directory, killed_at)
     assert 0 < killed_at.position < total, "the kill should land mid-capture"
     resumed = cli(system.settings, "capture", "--dir", str(directory), "--until-head",
                   "--batch-size", "250")
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
-    figures.update(events=total, killed_at=killed_at.position, resumed=out.strip())
+    figures.update(events=total, killed_at=killed_at.position, left_behind=left_behind,
+                   resumed=out.strip())
+    if left_behind:
+        assert f"removed {len(left_behind)} uncommitted file(s)" in out
     positions = [r["position"] for r in captured(directory)]
     assert positions == list(range(1, total + 1))  # every event once: no gap, no duplicate
     query = cli(system.settings, "capture", "query", "--dir", str(directory),
