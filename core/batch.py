@@ -122,6 +122,7 @@ class _Item:
     cmd: IngestVersion
     content: Content | None = None
     error: ArtifactlogError | None = None
+    correlation_id: str | None = None  # its own request's, when requests share a call
 
 
 @dataclass(frozen=True)
@@ -146,9 +147,14 @@ class BatchIngest:
         # id when there is one, so logs and events tie up (core.logs).
         self.correlation_id = current_correlation_id() or str(uuid.uuid4())
 
-    async def run(self, commands: Sequence[IngestVersion], *, atomic: bool) -> list[IngestOutcome]:
-        """Outcomes in command order. Atomic: every result, or only the first refusal."""
+    async def run(self, commands: Sequence[IngestVersion], *, atomic: bool,
+                  correlation_ids: Sequence[str | None] | None = None) -> list[IngestOutcome]:
+        """Outcomes in command order. Atomic: every result, or only the first refusal.
+        ``correlation_ids``: each command's own (group commit of separate requests)."""
         items = [self._item(i, cmd) for i, cmd in enumerate(commands)]
+        if correlation_ids is not None:
+            items = [replace(item, correlation_id=cid)
+                     for item, cid in zip(items, correlation_ids, strict=True)]
         if atomic:
             return await self._atomic(items)
         outcomes: list[IngestOutcome] = []
@@ -241,9 +247,10 @@ class _Plan:
         if item.error is not None:
             raise item.error
         assert item.content is not None
-        return await self.decide(item.cmd, item.content)
+        return await self.decide(item.cmd, item.content, item.correlation_id)
 
-    async def decide(self, cmd: IngestVersion, content: Content) -> _Decision:
+    async def decide(self, cmd: IngestVersion, content: Content,
+                     correlation_id: str | None = None) -> _Decision:
         """Refusals raise before the plan changes, so a refused command leaves no trace."""
         parents = tuple([await self._parent(ref) for ref in cmd.parents])
         # Only a key needs it (hashing canonical JSON per line showed in bulk profiles).
@@ -261,7 +268,7 @@ class _Plan:
             if key not in self.created:
                 position = decided.position
         else:
-            key, created = self._add(state, cmd, content, decided), True
+            key, created = self._add(state, cmd, content, decided, correlation_id), True
         if cmd.idempotency_key:
             self.claims[cmd.idempotency_key] = IdempotencyClaim(
                 cmd.idempotency_key, fingerprint, key.namespace, key.name, key.number,
@@ -328,8 +335,8 @@ class _Plan:
         return _Decision(VersionKey(claim.namespace, claim.name, claim.number), created=False)
 
     def _add(self, state: ArtifactState, cmd: IngestVersion, content: Content,
-             event: VersionIngested) -> VersionKey:
-        metadata = {"actor": cmd.actor, "correlationId": self.correlation_id,
+             event: VersionIngested, correlation_id: str | None = None) -> VersionKey:
+        metadata = {"actor": cmd.actor, "correlationId": correlation_id or self.correlation_id,
                     "producer": cmd.producer, "idempotencyKey": cmd.idempotency_key}
         new = NewEvent(state.namespace, state.name, state.stream_version + 1, event,
                        {k: v for k, v in metadata.items() if v is not None})

@@ -33,6 +33,7 @@ from core.errors import (
     StreamVersionTaken,
 )
 from core.events import DomainEvent, NewEvent, RecordedEvent, VersionKey
+from core.group_commit import GroupCommit
 from core.logs import current_correlation_id
 from core.ports import AppendBatch, EventStore
 from core.promotion import Promotions
@@ -69,12 +70,17 @@ class ArtifactService:
         # Reads many artifacts' new events in one query (bulk groups); without it, each
         # artifact of a group is loaded with its own query.
         self.streams = streams
+        # Concurrent single ingests share one transaction (core/group_commit.py).
+        self.group_commit = GroupCommit(self._ingest_group)
 
     async def ingest(self, cmd: IngestVersion) -> IngestResult:
         """Append a new version, or return the one an idempotency key or identical content
         already produced."""
-        (outcome,) = await self._batch().run([cmd], atomic=True)
-        return outcome.unwrap()
+        return (await self.group_commit.submit(cmd)).unwrap()
+
+    async def _ingest_group(self, commands: Sequence[IngestVersion],
+                            correlation_ids: Sequence[str | None]) -> list[IngestOutcome]:
+        return await self._batch().run(commands, atomic=False, correlation_ids=correlation_ids)
 
     async def ingest_many(
         self, commands: Sequence[IngestVersion], *, atomic: bool

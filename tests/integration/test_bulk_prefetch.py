@@ -4,11 +4,13 @@ events folded into the state cache instead of being read back."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
 
 from core.commands import IngestVersion, VersionRef
+from core.errors import Conflict
 from core.eventlog_pg import PostgresEventStore
 from core.schema_registry import SchemaRegistry, SchemaSubject
 from core.services import ArtifactService
@@ -85,3 +87,23 @@ async def test_a_key_committed_after_the_prefetch_replays_its_version(
     first = await plain(store, settings).ingest(cmd)  # the service's cache has not seen it
     again = await service.ingest(replace(cmd))
     assert (again.version.number, again.created) == (first.version.number, False)
+
+
+async def test_concurrent_single_ingests_share_a_transaction_and_keep_their_answers(
+        store: PostgresEventStore, settings: Settings, names: str) -> None:
+    service = fast(store, settings)
+    await service.ingest(IngestVersion(names, "taken", content={"v": 1}))
+    good = [IngestVersion(names, f"g{i}", content={"i": i}) for i in range(20)]
+    stale = IngestVersion(names, "taken", content={"v": 2}, expected_version=0)
+    answers = await asyncio.gather(*(service.ingest(c) for c in [*good, stale]),
+                                   return_exceptions=True)
+    assert [(a.version.name, a.version.number, a.created) for a in answers[:20]
+            if not isinstance(a, BaseException)] == [(f"g{i}", 1, True) for i in range(20)]
+    assert isinstance(answers[20], Conflict)  # its own error; the others were written
+    async with store.pool.connection() as conn:
+        rows = await (await conn.execute(
+            "SELECT xmin::text, metadata->>'correlationId' FROM events WHERE namespace = %s"
+            " AND name LIKE 'g%%'", (names,))).fetchall()
+    assert len(rows) == 20
+    assert len({xmin for xmin, _ in rows}) <= 2  # group commit: not one transaction each
+    assert len({cid for _, cid in rows}) == 20  # but each request's own correlation id
