@@ -18,7 +18,6 @@ would count twice). Only standard engines and SQL, so chDB and a server behave t
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,7 +38,6 @@ from core.settings import Settings
 from projections.base import Artifact
 
 NAME = "analytics"
-ATTRS_CACHED = 20_000  # versions' attributes kept per worker (a few MB)
 DATETIME = "DateTime64(6, 'UTC')"
 
 # Numbered DDL steps, applied once each in order and recorded in schema_migrations. Never
@@ -111,10 +109,6 @@ class AnalyticsProjection:
         self.clickhouse = clickhouse
         self.settings = settings
         self.layout = ClickHouseLayout(settings.clickhouse_cluster)  # one node, or a cluster
-        # Attributes of versions this worker derived lately. They never change after the
-        # ingest, so a promotion or withdrawal in a later batch finds them here instead of
-        # by a `versions FINAL` query per batch (most batches have one: issue 7).
-        self._attrs: OrderedDict[Key, VersionAttrs] = OrderedDict()
 
     async def setup(self) -> None:
         for ddl in self.layout.create(
@@ -145,22 +139,13 @@ class AnalyticsProjection:
         todo = await self._unapplied(partition, events, replaying)
         if not todo:
             return
-        needed = needed_versions(todo)
-        known = {key: self._attrs[key] for key in needed if key in self._attrs}
-        known.update(await self._known_versions(needed - known.keys()))
-        learned: dict[Key, VersionAttrs] = {}
-        rows = derive(todo, known, partition, learned)
+        known = await self._known_versions(needed_versions(todo))
+        rows = derive(todo, known, partition)
         for table in TABLES:  # in insert order, `events` last
             if rows.get(table):
                 await self.clickhouse.insert(table, rows[table], COLUMNS[table],
                                              settings={**INSERT_SETTINGS,
                                                        **self.layout.insert_settings()})
-        self._remember(learned)
-
-    def _remember(self, learned: Mapping[Key, VersionAttrs]) -> None:
-        self._attrs.update(learned)
-        while len(self._attrs) > ATTRS_CACHED:
-            self._attrs.popitem(last=False)
 
     async def reset(self, artifacts: set[Artifact] | None = None) -> None:
         """Delete all rows (None) or the given artifacts' rows.
@@ -169,7 +154,6 @@ class AnalyticsProjection:
         deduplication state. Deleting some artifacts may lower a partition's checkpoint to the
         highest position left; the rebuild that follows replays those artifacts anyway.
         """
-        self._attrs.clear()  # what is derived again must come from the rows again
         if artifacts is None:
             for table in TABLES:
                 await self.clickhouse.command(
@@ -282,11 +266,9 @@ def needed_versions(events: Sequence[RecordedEvent]) -> set[Key]:
 
 
 def derive(
-    events: Sequence[RecordedEvent], known: Mapping[Key, VersionAttrs], partition: int,
-    learned: dict[Key, VersionAttrs] | None = None,
+    events: Sequence[RecordedEvent], known: Mapping[Key, VersionAttrs], partition: int
 ) -> dict[str, list[Row]]:
-    """The rows of every table for ``events`` (pure: a rebuild derives identical rows);
-    ``learned`` receives the attributes of the versions the events ingest."""
+    """The rows of every table for ``events`` (pure: a rebuild derives identical rows)."""
     attrs = dict(known)
     rows: dict[str, list[Row]] = {table: [] for table in COLUMNS}
     for recorded in events:
@@ -300,8 +282,6 @@ def derive(
         key = (ns, name, event.number)
         if isinstance(event, VersionIngested):
             attrs[key] = ingested_attrs(recorded, event)
-            if learned is not None:
-                learned[key] = attrs[key]
             rows["lineage_edges"] += [edge_row(p, key, recorded.position) for p in event.parents]
         if isinstance(event, VersionPromoted):
             rows["promotions"].append([ns, name, event.number, event.previous, event.reason,
