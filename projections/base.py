@@ -18,6 +18,9 @@ class Projection(Protocol):
     """
 
     name: str
+    min_batch_size: int
+    """The fewest events a worker asks for per fetch (at least the configured
+    projection batch size): a store that pays per write, not per row, wants more."""
 
     async def setup(self) -> None:
         """Create or migrate the projection's tables (idempotent; DDL is versioned)."""

@@ -76,6 +76,7 @@ class ProjectionWorker:
         self.parking = parking
         self.rebalance_interval = rebalance_interval
         self.applied = 0
+        self.batch_size = max(settings.projection_batch_size, projection.min_batch_size)
         self.loops: dict[int, tuple[asyncio.Event, asyncio.Task[None]]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -139,7 +140,7 @@ class ProjectionWorker:
             idle_since = time.monotonic()
             while not stop.is_set():
                 try:
-                    messages = await sub.fetch(self.settings.projection_batch_size,
+                    messages = await sub.fetch(self.batch_size,
                                                timeout=self.settings.projection_max_wait_seconds)
                 except (NatsTimeoutError, TimeoutError):
                     if time.monotonic() - idle_since > RESUBSCRIBE_WHEN_IDLE_SECONDS:
@@ -170,7 +171,7 @@ class ProjectionWorker:
             durable_name=durable, filter_subject=partition_subject(self.settings, partition),
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start else DeliverPolicy.ALL,
             opt_start_seq=start, ack_policy=AckPolicy.EXPLICIT, ack_wait=60, max_deliver=-1,
-            max_ack_pending=self.settings.projection_batch_size * 4))
+            max_ack_pending=self.batch_size * 4))
         log.info("projection=%s partition=%s owned; resuming after position %s (seq %s)",
                  self.projection.name, partition, checkpoint, start)
         return await self.js.pull_subscribe_bind(durable=durable, stream=stream)

@@ -28,6 +28,7 @@ TABLES = ("vh_artifacts", "vh_versions", "vh_promotions", "vh_lineage")
 
 class VersionHistoryProjection:
     name = NAME
+    min_batch_size = 0  # the configured projection batch size
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
