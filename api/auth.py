@@ -3,7 +3,8 @@
 The token is read from, first match wins:
 
 1. ``Authorization: Bearer <token>`` (the CLI, the Python client, GraphiQL's headers editor);
-2. the ``artifactlog_token`` cookie (a browser session).
+2. the ``artifactlog_token`` cookie (a browser session), only on requests from this server's
+   own pages: a cross-site request carrying it is refused (CSRF).
 
 A valid token puts its ``core.auth.Principal`` in ``scope["state"]["principal"]``, which
 Starlette shows as ``request.state.principal``. A missing or invalid one gets 401 with
@@ -91,7 +92,25 @@ def request_token(headers: Headers) -> str | None:
         if scheme.lower() != "bearer":
             raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
         return credentials.strip()
-    return cookie_parser(headers.get("cookie", "")).get(COOKIE_NAME)
+    token = cookie_parser(headers.get("cookie", "")).get(COOKIE_NAME)
+    if token is not None and is_cross_site(headers):
+        # A browser attaches cookies to requests other sites make it send (CSRF): the
+        # session cookie counts only for requests from this server's own pages.
+        raise Unauthenticated("the session cookie is accepted only from this server's pages;"
+                              " send 'Authorization: Bearer <token>'")
+    return token
+
+
+def is_cross_site(headers: Headers) -> bool:
+    """A request a page of another origin made the browser send (Fetch Metadata, else the
+    Origin header against the Host the request was sent to)."""
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = headers.get("origin")
+    if origin is None:
+        return False
+    return origin == "null" or origin.partition("://")[2] != headers.get("host", "")
 
 
 def is_graphiql_page(scope: Scope, path: str) -> bool:

@@ -236,6 +236,27 @@ async def test_the_app_sees_the_principal(client: httpx.AsyncClient, tokens: Tok
             ).status_code == 401
 
 
+async def test_the_session_cookie_counts_only_from_this_servers_pages(
+        client: httpx.AsyncClient, tokens: TokenService, names: str) -> None:
+    token, _ = await tokens.create(f"{names}-browser", ["write"])
+    cookie = {"Cookie": f"{COOKIE_NAME}={token}"}
+    own_pages = [{"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"},
+                 {"Origin": f"http://{client.base_url.host}"}, {}]
+    for extra in own_pages:
+        response = await client.post("/graphql", headers={**cookie, **extra})
+        assert response.json() == {"principal": f"{names}-browser"}, extra
+    other_sites = [{"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+                   {"Origin": "https://evil.example"}, {"Origin": "null"}]
+    for extra in other_sites:
+        response = await client.post("/graphql", headers={**cookie, **extra})
+        assert response.status_code == 401, extra
+        assert "only from this server's pages" in response.json()["error"]["message"]
+    # a bearer token is not a cookie: a cross-site page cannot make a browser send one
+    response = await client.post("/graphql", headers={"Authorization": f"Bearer {token}",
+                                                      "Origin": "https://evil.example"})
+    assert response.json() == {"principal": f"{names}-browser"}
+
+
 async def test_graphiql_page_loads_without_a_token(client: httpx.AsyncClient) -> None:
     page = await client.get("/graphql", headers={"Accept": "text/html,*/*;q=0.8"})
     assert page.status_code == 200
