@@ -161,3 +161,15 @@ def test_api_uses_the_compose_servers_not_embedded_engines() -> None:
     settings = Settings.from_env(env)
     assert settings.embedded is False
     assert settings.effective_clickhouse_url == env["CLICKHOUSE_URL"]
+
+
+def test_every_process_role_runs_as_a_compose_service() -> None:
+    from api.cli import build_parser
+
+    run = build_parser()._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
+    roles = set(next(a for a in run._actions if a.dest == "role").choices)
+    commands = [s.get("command") or [] for s in load_compose()["services"].values()]
+    served = {c[2] for c in commands if c[:2] == ["artifactlog", "run"]}
+    assert roles == served, f"roles without a service: {roles - served}"
+    projections = {c[4] for c in commands if c[:3] == ["artifactlog", "run", "projection"]}
+    assert projections == {"version_history", "analytics"}
