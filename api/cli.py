@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import os
 import sys
@@ -20,6 +19,7 @@ from api import (
     cli_replay,
     cli_webhooks,
 )
+from api.cli_output import print_rows
 from artifactlog import Client
 from core.errors import ArtifactlogError, ValidationError
 from core.logs import setup_logging
@@ -272,25 +272,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     query = sys.stdin.read() if args.query == "-" else args.query
     result = client(settings).sql(query)
-    if args.format == "json":
-        print(json.dumps(result.records(), indent=2))
-    elif args.format == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(result.columns)
-        writer.writerows(result.rows)
-    else:
-        print_table(result.columns, result.rows)
+    print_rows(result.columns, result.rows, args.format)
     return 0
-
-
-def print_table(columns: list[str], rows: list[list[Any]]) -> None:
-    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
-    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
-    print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
 
 
 def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import json
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from api.cli_output import print_rows
 from core.settings import Settings
 
 
@@ -80,17 +79,7 @@ async def capture(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     text = sys.stdin.read() if args.sql == "-" else args.sql
     result = asyncio.run(query(capture_dir(settings, args.query_dir or args.dir), text))
-    if args.format == "json":
-        print(json.dumps([dict(zip(result.columns, row, strict=True)) for row in result.rows],
-                         indent=2))
-    elif args.format == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(result.columns)
-        writer.writerows(result.rows)
-    else:
-        from api.cli import print_table
-
-        print_table(result.columns, result.rows)
+    print_rows(result.columns, result.rows, args.format)
     return 0
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 from core.settings import Settings
-from tests.faults.conftest import Processes
+from tests.faults.conftest import processes  # noqa: F401  (the fixture, shared)
 from tests.integration.streams import System, open_system
 
 
@@ -17,13 +17,3 @@ async def system(fresh_settings: Settings) -> AsyncIterator[System]:
         yield system
 
 
-@pytest.fixture
-def processes() -> Iterator[Processes]:
-    started = Processes()
-    try:
-        yield started
-    finally:
-        for proc in started.started:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
