@@ -4,15 +4,19 @@
     versions                 latest state per version (ReplacingMergeTree: read it with FINAL)
     promotions               one row per promotion
     lineage_edges            parent version -> child version
-    ingest_stats_per_minute  ingests and bytes per minute/namespace/kind, kept by a
-                             materialized view on ``events`` (SummingMergeTree: sum() it)
+    ingest_stats_per_minute  ingests and bytes per minute/namespace/kind/name: a plain VIEW
+                             over ``events FINAL`` (sum() it, as one would a summing table)
 
 Exactly once in effect without transactions: one worker at a time owns a partition and
 inserts its events in position order, so ``max(position)`` of a partition's ``events`` rows is
 its checkpoint. ``events`` is inserted last: a crash before it re-applies the whole batch, and
-the other tables are ReplacingMergeTree keyed by the event, so rows written twice collapse.
-``events`` itself is never written twice (its rows feed the summing view, where a duplicate
-would count twice). Only standard engines and SQL, so chDB and a server behave the same.
+every table is a ReplacingMergeTree keyed by the event or the version, so rows written twice
+collapse when read with FINAL. The per-minute stats store nothing of their own: they are
+computed from ``events FINAL`` at query time, so they are exactly as right as ``events`` is.
+(Until migration 4 they were a SummingMergeTree fed by a materialized view on ``events``,
+which counted every inserted block: an insert repeated after a crash, or a worker killed
+between the ``events`` insert and the view's, left them off for good - RELIABILITY.md bug A.)
+Only standard engines and SQL, so chDB and a server behave the same.
 """
 
 from __future__ import annotations
@@ -85,15 +89,34 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
                kind, name, count() AS ingests, sum(size) AS bytes
         FROM events WHERE type = 'VersionIngested'
         GROUP BY minute, namespace, kind, name""")),
+    # Bug A: the summing table above could not be made crash-safe (see the module doc). The
+    # stats become a view over `events FINAL` with the same columns, so queries are unchanged.
+    # DROP TABLE, not DROP VIEW: it drops a table and a view alike, so a step interrupted
+    # after creating the view still runs again cleanly. The old rows are not migrated: the
+    # view recomputes them all from `events`.
+    (4, "ingest_stats_per_minute as a view over events FINAL", (
+        "DROP TABLE IF EXISTS ingest_stats_per_minute_mv",
+        "DROP TABLE IF EXISTS ingest_stats_per_minute", """
+        CREATE VIEW IF NOT EXISTS ingest_stats_per_minute AS
+        SELECT toDateTime64(toStartOfMinute(recorded_at), 0, 'UTC') AS minute, namespace,
+               kind, name, count() AS ingests, sum(size) AS bytes
+        FROM events FINAL WHERE type = 'VersionIngested'
+        GROUP BY minute, namespace, kind, name""")),
 )
+# Step -> the later step that drops everything it creates. A superseded step not applied yet
+# is recorded without running: a new install never creates the summing table, and a second
+# process setting up at the same moment cannot create the old materialized view (into the
+# view!) after the first process has applied step 4.
+SUPERSEDED_BY = {3: 4}
 
 # Table -> its (namespace, name) columns, in insert order: `events` last (see module doc).
+# The tables that hold rows: resets delete from them and a shadow rebuild exchanges them.
+# Views are not here: they hold nothing, and the live view reads the live `events` by name.
 TABLES: dict[str, tuple[str, str]] = {
     "versions": ("namespace", "name"),
     "promotions": ("namespace", "name"),
     # An edge belongs to the child: it was derived from the child's ingest.
     "lineage_edges": ("child_namespace", "child_name"),
-    "ingest_stats_per_minute": ("namespace", "name"),
     "events": ("namespace", "name"),
 }
 # The checkpoint is read back from `events`, so an insert must be visible once it returns
@@ -125,6 +148,8 @@ class AnalyticsProjection:
         for version, description, statements in MIGRATIONS:
             if version in applied:
                 continue
+            if SUPERSEDED_BY.get(version) in {v for v, _, _ in MIGRATIONS}:
+                statements = ()  # recorded, not run: see SUPERSEDED_BY
             for statement in statements:
                 for ddl in self.layout.create(statement):
                     await self.clickhouse.command(ddl)
@@ -191,7 +216,7 @@ class AnalyticsProjection:
         """The events to apply: above the checkpoint; when replaying, those not yet stored.
 
         Replaying skips stored positions too, so a rebuild that is interrupted and run again
-        never doubles an `events` row (the summing view would count it twice).
+        does not insert an `events` row twice (FINAL would collapse it; this saves the merge).
         """
         if not events:
             return []

@@ -19,9 +19,12 @@ retries, so it never joins a deadlock with a reader (the reader would be the one
 
 ClickHouse (analytics): the shadow is the whole projection set up in database
 ``<live>_shadow``; the switch is one ``EXCHANGE TABLES a AND b, ...`` statement (atomic per
-pair; nothing writes in between since the workers are paused). The materialized view that
-feeds ``ingest_stats_per_minute`` refers to its tables by name, so after the exchange it reads
-and writes the new tables. The analytics checkpoint is the ``events`` table itself, so it
+pair; nothing writes in between since the workers are paused). Only tables are exchanged,
+never views: ClickHouse stores a view's query with its tables qualified by database
+(``live.events``), so the live ``ingest_stats_per_minute`` view reads whatever table is named
+``live.events`` and sees the rebuilt one right after the exchange; exchanging the view
+would bring in the shadow's, bound to ``<live>_shadow.events``, i.e. to the retired table
+that ``discard`` then drops. The analytics checkpoint is the ``events`` table itself, so it
 switches with it.
 """
 

@@ -56,6 +56,40 @@ async def test_every_cluster_statement_parses(clickhouse: ClickHouse) -> None:
         assert f"AS {name}_local" in distributed
         assert (f"ENGINE = Distributed(artifactlog_cluster, currentDatabase(), {name}_local,"
                 " cityHash64(") in distributed
+
+
+async def test_the_stats_view_replaces_the_summing_table_on_the_cluster(
+    clickhouse: ClickHouse,
+) -> None:
+    """Migration 4 on a cluster: the old materialized view (only ``_local``) and the summing
+    table (Distributed + ``_local``) are dropped ON CLUSTER, then the view is created ON
+    CLUSTER over the Distributed ``events`` with FINAL."""
+    step = next(statements for version, _, statements in MIGRATIONS if version == 4)
+    formatted = [await parsed(clickhouse, ddl) for s in step for ddl in CLUSTER.create(s)]
+    drops, creates = formatted[:-1], formatted[-1:]
+    assert drops == [
+        f"DROP TABLE IF EXISTS {name} ON CLUSTER artifactlog_cluster"
+        for name in ("ingest_stats_per_minute_mv", "ingest_stats_per_minute_mv_local",
+                     "ingest_stats_per_minute", "ingest_stats_per_minute_local")]
+    view = creates[0]
+    assert view.startswith("CREATE VIEW IF NOT EXISTS ingest_stats_per_minute ON CLUSTER"
+                           " artifactlog_cluster\nAS SELECT"), view
+    assert re.search(r"FROM events\s+FINAL", view), view  # the Distributed table, not _local
+    assert "_local" not in view
+    # Why FINAL over the Distributed `events` is right: its rows are sharded by the hash of
+    # exactly its sorting key, so every copy of an event sits on one shard (module doc).
+    order = re.search(r"ORDER BY (\w+)", STATEMENTS[0])
+    assert order
+    assert order[1] == "position"
+    events = [await parsed(clickhouse, ddl) for ddl in CLUSTER.create(STATEMENTS[0])]
+    assert any(f"events_local, cityHash64({order[1]}))" in f for f in events), events
+
+
+async def test_the_old_materialized_view_still_has_its_cluster_form(
+    clickhouse: ClickHouse,
+) -> None:
+    """Released migration 3 still runs first on a new cluster, so its form must parse."""
+    formatted = [await parsed(clickhouse, ddl) for s in STATEMENTS for ddl in CLUSTER.create(s)]
     view = next(f for f in formatted if "MATERIALIZED VIEW" in f)
     assert "ON CLUSTER artifactlog_cluster TO ingest_stats_per_minute_local" in view
     assert "FROM events_local" in view
@@ -92,8 +126,9 @@ async def test_the_single_node_ddl_is_unchanged_and_works(clickhouse: ClickHouse
         " ORDER BY name")
     engines = {str(r[0]): str(r[1]) for r in rows}
     assert engines["events"] == "ReplacingMergeTree"
-    assert engines["ingest_stats_per_minute"] == "SummingMergeTree"
-    assert engines["ingest_stats_per_minute_mv"] == "MaterializedView"
+    assert engines["ingest_stats_per_minute"] == "View"
+    assert "ingest_stats_per_minute_mv" not in engines
+    assert "Summing" not in " ".join(engines.values())
     assert not any(name.endswith("_local") for name in engines)
 
 

@@ -273,12 +273,6 @@ def clickhouse_checksum(clickhouse: ClickHouse) -> Checksum:
     return checksum
 
 
-# Open bug (RELIABILITY.md, "Open"): the per-minute stats are fed by a materialized view on
-# `events`, and the insert into `events` and the view's insert are not atomic, so a worker
-# killed between the two leaves the stats off by that batch (found by faults 5 and 10).
-NOT_CRASH_SAFE = frozenset({"ingest_stats_per_minute"})
-
-
 def tables_differing(live: dict[str, str], rebuilt: dict[str, str]) -> list[str]:
     return sorted(t for t in live.keys() | rebuilt.keys() if live.get(t) != rebuilt.get(t))
 

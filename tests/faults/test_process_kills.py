@@ -23,7 +23,6 @@ from core.settings import Settings
 from projections.version_history import VersionHistoryProjection
 from tests.conftest import settings_environment
 from tests.faults.checker import (
-    NOT_CRASH_SAFE,
     History,
     analyse,
     converge,
@@ -187,9 +186,7 @@ async def test_analytics_worker_sigkilled_again_and_again_under_load(
     assert report.acknowledged == report.log_events > 0
     assert probed["count_minus_uniq"] == 0
     assert probed["at_head"], "the consumers were drained but a checkpoint is behind the log"
-    assert set(differing) <= NOT_CRASH_SAFE, (probed["live"], probed["rebuilt"])
-    if differing:  # every other assertion held; this one is the open bug
-        pytest.xfail(f"open bug: {differing} not crash-safe (RELIABILITY.md)")
+    assert differing == [], (probed["live"], probed["rebuilt"])
 
 
 async def probe_chdb(settings: Settings) -> dict[str, Any]:

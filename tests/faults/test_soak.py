@@ -46,7 +46,6 @@ from core.settings import Settings
 from projections.version_history import VersionHistoryProjection
 from tests.conftest import role_process
 from tests.faults.checker import (
-    NOT_CRASH_SAFE,
     History,
     Op,
     analyse,
@@ -359,11 +358,9 @@ async def test_soak_faults_on_a_random_schedule_at_a_steady_rate(
     assert probed["count_minus_uniq"] == 0
     assert probed["at_head"]
     assert history_rebuild.equal_to_rebuild, (history_rebuild.live, history_rebuild.rebuilt)
-    assert set(differing) <= NOT_CRASH_SAFE, (probed["live"], probed["rebuilt"])
+    assert differing == [], (probed["live"], probed["rebuilt"])
     assert set(faults) == set(FAULTS) or SECONDS < 120, faults
     assert all(code == 0 for code in exit_codes.values()), exit_codes
-    if differing:  # every other assertion held; this one is the open bug
-        pytest.xfail(f"open bug: {differing} not crash-safe (RELIABILITY.md)")
 
 
 async def inject(fault: str, supervisor: Supervisor, postgres: EmbeddedPostgres,

@@ -32,7 +32,8 @@ from core.events import (
 )
 from core.jetstream import partition_of
 from core.settings import Settings
-from projections.analytics import AnalyticsProjection
+from projections import analytics
+from projections.analytics import COLUMNS, AnalyticsProjection, derive
 
 pytestmark = pytest.mark.anyio
 
@@ -164,8 +165,80 @@ async def test_setup_is_versioned_and_idempotent(projection: AnalyticsProjection
     await projection.setup()
     applied = await rows(projection.clickhouse, "SELECT version FROM schema_migrations FINAL"
                                                 " ORDER BY version")
-    assert applied == [(1,), (2,), (3,)]
-    assert (await rows(projection.clickhouse, "SELECT count() FROM schema_migrations")) == [(3,)]
+    assert applied == [(1,), (2,), (3,), (4,)]
+    assert (await rows(projection.clickhouse, "SELECT count() FROM schema_migrations")) == [(4,)]
+    assert await engines(projection.clickhouse) == {
+        "events": "ReplacingMergeTree", "versions": "ReplacingMergeTree",
+        "promotions": "ReplacingMergeTree", "lineage_edges": "ReplacingMergeTree",
+        "ingest_stats_per_minute": "View", "schema_migrations": "ReplacingMergeTree"}
+
+
+async def engines(clickhouse: ClickHouse) -> dict[str, str]:
+    return {str(name): str(engine) for name, engine in await rows(
+        clickhouse, "SELECT name, engine FROM system.tables WHERE database = currentDatabase()")}
+
+
+async def test_an_upgraded_database_gets_the_stats_view(
+    clickhouse: ClickHouse, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A database set up before migration 4 (summing table + materialized view), whose stats
+    a batch inserted into `events` twice had already doubled (bug A), is migrated by the next
+    setup: the view answers from `events` alone, right."""
+    projection = AnalyticsProjection(clickhouse, SETTINGS)
+    monkeypatch.setattr(analytics, "MIGRATIONS", analytics.MIGRATIONS[:3])
+    await projection.setup()
+    assert (await engines(clickhouse))["ingest_stats_per_minute_mv"] == "MaterializedView"
+    await apply_all(projection, EVENTS)
+    rows_of_a = derive(A_EVENTS, {}, 1)["events"]
+    await clickhouse.insert("events", rows_of_a, COLUMNS["events"])  # the batch again
+    doubled = await rows(clickhouse, SNAPSHOT["ingest_stats_per_minute"])
+    assert sum(row[4] for row in doubled) == 4 + 3  # the old table counted A's ingests twice
+    monkeypatch.undo()
+    await projection.setup()
+    assert await rows(clickhouse, "SELECT version FROM schema_migrations FINAL ORDER BY"
+                                  " version") == [(1,), (2,), (3,), (4,)]
+    found = await engines(clickhouse)
+    assert found["ingest_stats_per_minute"] == "View"
+    assert "ingest_stats_per_minute_mv" not in found
+    assert await snapshot(clickhouse) == await _fresh_snapshot(clickhouse)
+    await projection.setup()  # idempotent once migrated
+    assert await snapshot(clickhouse) == await _fresh_snapshot(clickhouse)
+
+
+@pytest.mark.parametrize("unrecorded", [(4,), (3,), (3, 4)])
+async def test_migrations_3_and_4_can_run_again_over_the_view(
+    projection: AnalyticsProjection, unrecorded: tuple[int, ...],
+) -> None:
+    """(4,): step 4 interrupted after creating the view (so not recorded) runs again over
+    it. (3,) and (3, 4): a second process that read schema_migrations before the first
+    finished runs step 3 after the view exists; step 3 is superseded, so it creates no
+    materialized view into the view (without SUPERSEDED_BY, (3,) leaves one), and inserts
+    into `events` go on working."""
+    ch = projection.clickhouse
+    await apply_all(projection, EVENTS[:4])
+    await ch.command("ALTER TABLE schema_migrations DELETE WHERE version IN {v:Array(UInt32)}",
+                     parameters={"v": list(unrecorded)}, settings={"mutations_sync": 2})
+    await projection.setup()
+    found = await engines(ch)
+    assert found["ingest_stats_per_minute"] == "View"
+    assert "ingest_stats_per_minute_mv" not in found
+    await apply_all(projection, EVENTS)
+    assert await snapshot(ch) == await _fresh_snapshot(ch)
+
+
+async def test_events_inserted_twice_do_not_double_the_stats(
+    loaded: AnalyticsProjection,
+) -> None:
+    """Bug A: a batch whose `events` rows were inserted a second time (a worker killed after
+    the insert, the batch redelivered and re-inserted) counts once in every table."""
+    ch = loaded.clickhouse
+    before = await snapshot(ch)
+    for partition in (1, 0):
+        batch = [e for e in EVENTS
+                 if partition_of(e.namespace, e.name, SETTINGS.partitions) == partition]
+        await ch.insert("events", derive(batch, {}, partition)["events"], COLUMNS["events"])
+    assert (await raw_counts(ch))["events"] == 2 * len(EVENTS)  # really there twice
+    assert await snapshot(ch) == before
 
 
 async def test_known_sequence(loaded: AnalyticsProjection) -> None:
@@ -349,6 +422,10 @@ REFUSED: list[tuple[str, type[ArtifactlogError], str]] = [
     ("CREATE FUNCTION f AS x -> x", ValidationError, "only read queries"),
     ("CREATE NAMED COLLECTION c AS a = 1", ValidationError, "only read queries"),
     ("SYSTEM DROP DNS CACHE", ValidationError, "only read queries"),
+    ("INSERT INTO ingest_stats_per_minute (name) VALUES ('x')", ValidationError,
+     "only read queries"),
+    ("DROP VIEW ingest_stats_per_minute", ValidationError, "only read queries"),
+    ("CREATE VIEW v AS SELECT * FROM events", ValidationError, "only read queries"),
     ("SELECT 1; SELECT 2", ValidationError, "only one statement"),
     ("SELECT 1; DROP TABLE events", ValidationError, "only one statement"),
     ("SELECT 1 FORMAT JSON", ValidationError, "FORMAT is not allowed"),
@@ -435,3 +512,18 @@ async def test_example_queries(sql: ReadOnlySql) -> None:
     assert to_production.columns == ["namespace", "name", "promoted_versions",
                                      "fastest_seconds", "slowest_seconds", "avg_seconds"]
     assert to_production.rows == [[NS, A, 2, 600, 810, 705.0]]
+
+
+async def test_the_stats_view_is_read_like_a_table(sql: ReadOnlySql) -> None:
+    """The guard reads a view as it reads a table: DESCRIBE, SHOW CREATE and SELECT pass,
+    under readonly=1 and the limits."""
+    described = await sql.run("DESCRIBE TABLE ingest_stats_per_minute")
+    assert [row[:2] for row in described.rows] == [
+        ["minute", "DateTime64(0, 'UTC')"], ["namespace", "LowCardinality(String)"],
+        ["kind", "LowCardinality(String)"], ["name", "String"], ["ingests", "UInt64"],
+        ["bytes", "UInt64"]]
+    created = await sql.run("SHOW CREATE TABLE ingest_stats_per_minute")
+    assert "FINAL" in created.rows[0][0]
+    totals = await sql.run("SELECT name, sum(ingests), sum(bytes) FROM ingest_stats_per_minute"
+                           " GROUP BY name ORDER BY name")
+    assert totals.rows == [[A, 3, 600], [B, 1, 50]]

@@ -201,6 +201,32 @@ async def test_live_workers_go_on_from_the_shadow_checkpoints_under_load(
         assert (await cur.fetchone()) == (ingested,)
 
 
+async def test_the_live_stats_view_reads_the_rebuilt_events_after_the_swap(
+    system: System, analytics: AnalyticsProjection,
+) -> None:
+    """Only tables are exchanged: the live ``ingest_stats_per_minute`` view stays (same
+    uuid, same query, bound to ``<live>.events``) and answers from the rebuilt ``events``."""
+    await append_interleaved(system, history(5, 4))
+    await rebuild(analytics, system.store, system.settings)
+    ch = analytics.clickhouse
+    stats = "SELECT sum(ingests), sum(bytes) FROM ingest_stats_per_minute"
+    view = ("SELECT uuid, engine, create_table_query FROM system.tables"
+            " WHERE database = currentDatabase() AND name = 'ingest_stats_per_minute'")
+    right, view_before = (await ch.query(stats))[2], (await ch.query(view))[2]
+    assert right == [(20, 20 * 100 + 5 * sum(range(1, 5)))]
+    assert view_before[0][1] == "View"
+    assert f"FROM {ch.database}.events" in view_before[0][2]
+    await analytics.reset({("ns", "a0")})  # the live tables go wrong: a0 is missing
+    assert (await ch.query(stats))[2] != right
+    await Rebuilder({"analytics": analytics}, system.store, system.settings).rebuild(
+        "analytics", shadow=True)
+    assert (await ch.query(stats))[2] == right  # the live view, over the swapped `events`
+    assert (await ch.query(view))[2] == view_before
+    _, _, databases = await ch.query("SELECT name FROM system.databases WHERE name = {n:String}",
+                                     {"n": f"{ch.database}_shadow"})
+    assert databases == []  # the retired tables are gone, and the view never read them
+
+
 async def test_the_graphql_mutation_rebuilds_in_shadow_and_refuses_a_partial_shadow(
     system: System,
 ) -> None:
