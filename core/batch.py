@@ -49,10 +49,13 @@ from core.ports import AppendBatch, EventStore, IdempotencyClaim
 
 MAX_METADATA_BYTES = 256 * 1024
 # Without expectedVersion a lost race is retried by deciding again on the fresh state.
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 12
 # Losers of a race that retry at once collide again; random pauses that grow with each lost
-# attempt spread them out (at most ~0.25 s before the last attempt).
+# attempt spread them out. On a starved CPU an attempt itself takes tens of milliseconds, so
+# the pauses must grow past that (up to MAX_RETRY_PAUSE_SECONDS) or nine writers of one
+# artifact keep colliding until they give up (seen in CI under load).
 RETRY_PAUSE_SECONDS = 0.002
+MAX_RETRY_PAUSE_SECONDS = 0.5
 # Commands per bulk transaction: large enough to amortise the commit and the append lock,
 # small enough that a lost race redoes little work and the lock is held briefly.
 BULK_GROUP_SIZE = 100
@@ -350,7 +353,8 @@ class _Plan:
 
 async def _pause(attempt: int) -> None:
     if attempt < MAX_ATTEMPTS - 1:  # no pause before giving up
-        await asyncio.sleep(random.uniform(0, RETRY_PAUSE_SECONDS * 2 ** attempt))
+        await asyncio.sleep(random.uniform(
+            0, min(RETRY_PAUSE_SECONDS * 2 ** attempt, MAX_RETRY_PAUSE_SECONDS)))
 
 
 def _provisional(new: NewEvent) -> RecordedEvent:
