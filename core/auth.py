@@ -170,7 +170,8 @@ class TokenService:
             # The digest of 256 random bits does not collide: the name is what is taken.
             raise Conflict(f"a token named {name!r} already exists (names of revoked tokens"
                            " stay taken: they are actors in the event log)") from exc
-        log.info("created API token %r (%s), scopes %s", name, prefix, ",".join(scope_values))
+        # the name only: even the display prefix is part of the token, and logs carry none of it
+        log.info("created API token %r, scopes %s", name, ",".join(scope_values))
         return token, _info(rows[0])
 
     async def authenticate(self, token: str | None) -> Principal:
@@ -192,7 +193,7 @@ class TokenService:
             " RETURNING prefix", (name,))
         if not rows:
             raise NotFound(f"there is no token named {name!r}")
-        log.info("revoked API token %r (%s)", name, rows[0]["prefix"])
+        log.info("revoked API token %r", name)
 
     async def list(self) -> builtins.list[TokenInfo]:
         """Every token by name, revoked ones included (they remain the record of past actors)."""
