@@ -104,7 +104,7 @@ class PostgresEventStore:
                     " stream_version FROM added) SELECT * FROM added").format(EVENT_COLUMNS),
                 columns)
             rows = await cur.fetchall()
-        return sorted((_recorded(r) for r in rows), key=lambda r: r.position)
+        return sorted((recorded_event(r) for r in rows), key=lambda r: r.position)
 
     async def _insert_claims(
         self, conn: AsyncConnection[Any], claims: Sequence[IdempotencyClaim],
@@ -197,10 +197,11 @@ class PostgresEventStore:
     async def _fetch(self, query: sql.Composable, params: Sequence[Any]) -> list[RecordedEvent]:
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query, params)
-            return [_recorded(r) for r in await cur.fetchall()]
+            return [recorded_event(r) for r in await cur.fetchall()]
 
 
-def _recorded(row: dict[str, Any]) -> RecordedEvent:
+def recorded_event(row: dict[str, Any]) -> RecordedEvent:
+    """A row of EVENT_COLUMNS (read with dict_row) as the event it records."""
     return RecordedEvent(
         position=row["position"], event_id=uuid.UUID(str(row["event_id"])),
         namespace=row["namespace"], name=row["name"], stream_version=row["stream_version"],

@@ -7,7 +7,6 @@ order (core/eventlog_pg.py), so a page boundary is never overtaken by a late com
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,11 +17,10 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from core.errors import ValidationError
+from core.eventlog_pg import EVENT_COLUMNS, recorded_event
 from core.events import RecordedEvent
 
 PAGE_SIZE = 1000
-COLUMNS = ("position", "event_id", "namespace", "name", "stream_version", "type", "payload",
-           "metadata", "recorded_at")
 
 
 @dataclass(frozen=True)
@@ -63,23 +61,14 @@ async def read_slice(pool: AsyncConnectionPool, chosen: HistorySlice, *,
                      page_size: int = PAGE_SIZE, after: int = 0
                      ) -> AsyncIterator[list[RecordedEvent]]:
     """The slice's events after ``after``, one page at a time, in position order."""
-    columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
     while True:
         where, params = chosen.where(after)
         query = sql.SQL("SELECT {} FROM events WHERE {} ORDER BY position LIMIT %s").format(
-            columns, where)
+            EVENT_COLUMNS, where)
         async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query, [*params, page_size])
-            page = [recorded(row) for row in await cur.fetchall()]
+            page = [recorded_event(row) for row in await cur.fetchall()]
         if not page:
             return
         yield page
         after = page[-1].position
-
-
-def recorded(row: dict[str, Any]) -> RecordedEvent:
-    return RecordedEvent(
-        position=row["position"], event_id=uuid.UUID(str(row["event_id"])),
-        namespace=row["namespace"], name=row["name"], stream_version=row["stream_version"],
-        type=row["type"], payload=row["payload"], metadata=row["metadata"],
-        recorded_at=row["recorded_at"])

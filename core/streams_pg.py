@@ -8,13 +8,13 @@ cached state), in one round trip.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from core.eventlog_pg import recorded_event
 from core.events import RecordedEvent
 
 StreamKey = tuple[str, str]  # (namespace, name)
@@ -52,13 +52,5 @@ class PostgresStreams:
                 " ORDER BY e.namespace, e.name, e.stream_version",
                 ([k[0] for k in keys], [k[1] for k in keys], [after[k] for k in keys]))
             for row in await cur.fetchall():
-                found.setdefault((row["namespace"], row["name"]), []).append(_recorded(row))
+                found.setdefault((row["namespace"], row["name"]), []).append(recorded_event(row))
         return found
-
-
-def _recorded(row: dict[str, Any]) -> RecordedEvent:
-    return RecordedEvent(
-        position=row["position"], event_id=uuid.UUID(str(row["event_id"])),
-        namespace=row["namespace"], name=row["name"], stream_version=row["stream_version"],
-        type=row["type"], payload=row["payload"], metadata=row["metadata"],
-        recorded_at=row["recorded_at"])
