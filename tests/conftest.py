@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -125,6 +126,17 @@ async def wait_for_pipeline(settings: Settings) -> None:
                 await asyncio.sleep(0.1)
     finally:
         await pool.close()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    """An ARTIFACTLOG_HOME for an `artifactlog up` the test starts (tests/e2e/test_up.py Up)."""
+    from tests.e2e.test_up import pids_using
+
+    home = tmp_path / "home"
+    yield home
+    for pid in pids_using(home):  # never leave servers behind, even when a test fails
+        os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture

@@ -5,15 +5,13 @@ process that owns chDB), and capture query runs on a throwaway engine of its own
 from __future__ import annotations
 
 import json
-import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from core.runtime import free_port
-from tests.e2e.test_up import Up, pids_using, wait_for_projections
+from tests.e2e.test_up import Up, wait_for_projections
 
 pytestmark = pytest.mark.slow
 
@@ -58,9 +56,3 @@ def test_replay_and_capture_commands_on_the_embedded_system(home: Path) -> None:
         assert up.stop(signal.SIGTERM) == 0
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    home = tmp_path / "home"
-    yield home
-    for pid in pids_using(home):  # never leave servers behind, even when the test fails
-        os.kill(pid, signal.SIGKILL)

@@ -97,14 +97,6 @@ def drain(stream: IO[str] | None) -> threading.Thread:
     return thread
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    home = tmp_path / "home"
-    yield home
-    for pid in pids_using(home):  # never leave servers behind, even when a test fails
-        os.kill(pid, signal.SIGKILL)
-
-
 def wait_for_projections(up: Up, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

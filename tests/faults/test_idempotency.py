@@ -5,10 +5,8 @@ event per key every time."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from core.events import RecordedEvent
 from core.runtime import free_port
 from core.settings import Settings
 from core.stack import read_state
-from tests.e2e.test_up import Up, pids_using, wait_gone
+from tests.e2e.test_up import Up, wait_gone
 from tests.faults.checker import History, Observed, analyse, status_of_code
 from tests.faults.conftest import observe
 from tests.faults.figures import scale
@@ -59,14 +57,6 @@ async def test_concurrent_duplicates_make_one_event_per_key(
         assert len({number for number, _ in answers}) == 1  # every copy got the same version
         assert sum(created for _, created in answers) == 1  # and exactly one created it
     assert report.log_events == keys
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    home = tmp_path / "home"
-    yield home
-    for pid in pids_using(home):  # never leave servers behind, even when a test fails
-        os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.slow
