@@ -30,9 +30,12 @@ class PostgresContentStore:
         # and cannot deadlock.
         unique = sorted({c.digest: c for c in contents}.items())
         if unique:
+            # Binary parameters (%b): in text format psycopg escapes every content into a
+            # bytea[] literal (hex, then array quoting by regex), which showed in bulk ingest
+            # profiles; binary arrays carry the bytes as they are.
             await conn.execute(
                 "INSERT INTO content (digest, size, media_type, data) SELECT d, s, m, b FROM"
-                " unnest(%s::text[], %s::bigint[], %s::text[], %s::bytea[])"
+                " unnest(%b::text[], %b::bigint[], %b::text[], %b::bytea[])"
                 " WITH ORDINALITY AS u(d, s, m, b, i) ORDER BY i ON CONFLICT (digest) DO NOTHING",
                 ([d for d, _ in unique], [c.size for _, c in unique],
                  [c.media_type for _, c in unique], [c.data for _, c in unique]))
