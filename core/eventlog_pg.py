@@ -207,8 +207,11 @@ class PostgresEventStore:
 
 def recorded_event(row: dict[str, Any]) -> RecordedEvent:
     """A row of EVENT_COLUMNS (read with dict_row) as the event it records."""
+    event_id = row["event_id"]
+    if not isinstance(event_id, uuid.UUID):  # psycopg gives UUIDs; parsing again costs µs
+        event_id = uuid.UUID(str(event_id))
     return RecordedEvent(
-        position=row["position"], event_id=uuid.UUID(str(row["event_id"])),
+        position=row["position"], event_id=event_id,
         namespace=row["namespace"], name=row["name"], stream_version=row["stream_version"],
         type=row["type"], payload=row["payload"], metadata=row["metadata"],
         recorded_at=row["recorded_at"],
