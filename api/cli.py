@@ -128,8 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DEMO_PROJECTED_SECONDS = 60.0
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from api.server import serve
+    from api.workers import up_topology
     from core.runtime import port_is_free
 
     started = time.monotonic()
@@ -146,6 +150,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         if args.demo:
             from api.demo import load_demo
             await load_demo(runtime.service)
+            # "ready" with demo data means the demo can be read: the projections (worker
+            # processes of their own) have applied it.
+            await runtime.services.status.wait_caught_up(DEMO_PROJECTED_SECONDS)
         token = await ensure_local_admin_token(TokenService(runtime.pool), settings.home)
         write_state(settings.home, api_url=url, pid=os.getpid())
         print(f"artifactlog ready in {time.monotonic() - started:.1f}s: GraphQL at {url}/graphql"
@@ -156,7 +163,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
     with Stack(settings) as resolved:
         try:
-            asyncio.run(serve(resolved, on_ready=ready))
+            asyncio.run(serve(resolved, on_ready=ready, **up_topology(resolved)))
         finally:
             write_state(settings.home, api_url=None, pid=None)
     return 0
@@ -195,7 +202,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings.with_overrides(host=args.host or settings.host,
                                        port=args.port or settings.port)
     migrate(settings.database_url)
-    asyncio.run(serve(settings, with_relay=False, with_projections=False,
+    asyncio.run(serve(settings, with_relay=False, with_webhooks=False, projections=(),
                       with_ingest_worker=False))
     return 0
 

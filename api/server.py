@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from api.app import create_app
 from api.context import Services
 from api.metrics import MeteredArtifactService, ingest_context
+from api.workers import WorkerProcesses, WorkerRole, ready_line
 from core.activity_pg import ActivityReader
 from core.analytics_sql import ReadOnlySql
 from core.auth import TokenService
@@ -67,6 +68,8 @@ WS_MAX_MESSAGE_BYTES = 1024 * 1024
 # How long a stop waits for open connections (a subscription follows the log forever) before
 # closing them; without it one stuck websocket holds SIGTERM off indefinitely.
 GRACEFUL_SHUTDOWN_SECONDS = 5.0
+# How long `up` waits for its worker processes before it reports ready anyway (with a warning).
+WORKERS_READY_SECONDS = 60.0
 
 
 class ApiServer(uvicorn.Server):
@@ -167,11 +170,14 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def serve(
-    settings: Settings, *, with_relay: bool = True, with_projections: bool = True,
-    with_ingest_worker: bool = True,
+    settings: Settings, *, with_relay: bool = True, with_webhooks: bool = True,
+    projections: Collection[str] | None = None, with_ingest_worker: bool = True,
+    worker_processes: Sequence[WorkerRole] = (),
     on_ready: Callable[[Runtime], Awaitable[None]] | None = None,
 ) -> None:
-    """Serve the API (and run the relay and projections) until SIGINT or SIGTERM."""
+    """Serve the API until SIGINT or SIGTERM, running beside it in this process the relay,
+    webhooks, the ``projections`` named (None: all) and the NATS ingest worker as asked, and
+    ``worker_processes`` as supervised child processes (api/workers.py)."""
     stop = asyncio.Event()
     stop_on_signals(stop)
     async with open_runtime(settings, role="api") as runtime:
@@ -179,15 +185,19 @@ async def serve(
         for projection in runtime.projections.values():
             await projection.setup()
         tasks = []
+        workers = WorkerProcesses(settings, worker_processes)
+        if worker_processes:
+            tasks.append(asyncio.create_task(workers.run(stop), name="workers"))
         if with_relay:
             tasks.append(asyncio.create_task(runtime.relay().run(stop), name="relay"))
+        if with_webhooks:
             # Webhooks follow the log as the relay does (one dispatcher leads at a time).
             tasks.append(asyncio.create_task(WebhookDispatcher(
                 runtime.pool, runtime.service.store).run(stop), name="webhooks"))
             tasks.append(asyncio.create_task(maintenance(runtime, stop), name="retention"))
-        if with_projections:
-            tasks += [asyncio.create_task(runtime.worker(name).run(stop), name=name)
-                      for name in runtime.projections]
+        inline = runtime.projections if projections is None else projections
+        tasks += [asyncio.create_task(runtime.worker(name).run(stop), name=name)
+                  for name in inline]
         if with_ingest_worker:
             tasks.append(asyncio.create_task(
                 NatsIngestWorker(runtime.nats, runtime.service).run(stop), name="nats-ingest",
@@ -214,8 +224,12 @@ async def serve(
             await asyncio.sleep(0.02)
         if server_task.done():
             stop.set()
-        elif on_ready is not None:
-            await on_ready(runtime)
+        else:
+            if slow := await workers.wait_ready(WORKERS_READY_SECONDS):
+                log.warning("worker processes not ready after %.0f s: %s", WORKERS_READY_SECONDS,
+                            ", ".join(slow))
+            if on_ready is not None:
+                await on_ready(runtime)
         await asyncio.wait([asyncio.create_task(stop.wait()), server_task],
                            return_when=asyncio.FIRST_COMPLETED)
         stop.set()
@@ -230,6 +244,7 @@ async def run_role(settings: Settings, role: str) -> None:
     stop = asyncio.Event()
     stop_on_signals(stop)
     async with open_runtime(settings, role=role.replace(":", "-")) as runtime:
+        print(ready_line(role.split(":")[0]), flush=True)  # `up` waits for it (api/workers.py)
         if role == "relay":
             await runtime.relay().run(stop)
         elif role == "ingest":

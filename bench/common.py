@@ -145,19 +145,23 @@ async def timed(action: Awaitable[Any]) -> float:
 
 
 def process_groups(root: psutil.Process) -> dict[str, list[psutil.Process]]:
-    """The processes of one `artifactlog up`: the Python server, its postgres processes
-    (postmaster and backends) and nats-server."""
+    """The processes of one `artifactlog up`: the Python server, its worker processes (one
+    group each, named by role: api/workers.py), its postgres processes (postmaster and
+    backends) and nats-server."""
     groups: dict[str, list[psutil.Process]] = {"server": [root], "postgres": [],
                                                "nats-server": []}
     for child in root.children(recursive=True):
         try:
-            name = child.name()
+            name, cmdline = child.name(), child.cmdline()
         except psutil.Error:
             continue
         if "postgres" in name:
             groups["postgres"].append(child)
         elif "nats" in name:
             groups["nats-server"].append(child)
+        elif "run" in cmdline:  # `python -m api.cli run ROLE [--name NAME]`
+            role = cmdline[cmdline.index("run") + 1:]
+            groups[" ".join(["worker", *(r for r in role if r != "--name")])] = [child]
     return groups
 
 

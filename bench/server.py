@@ -1,7 +1,9 @@
 """A real `artifactlog up` for the HTTP scenarios: its own home, embedded engines and port.
 
 It is started exactly as a user starts it (the CLI, as a child process), so the figures
-include uvicorn, strawberry, auth and the relay and projection workers running beside the API.
+include uvicorn, strawberry, auth, and the relay and projection workers `up` runs beside the
+API (worker processes of their own, api/workers.py; the analytics projection inside the API
+process, which owns chDB).
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
-def _die_with_parent(sig: int) -> Callable[[], None]:
+def die_with_parent(sig: int) -> Callable[[], None]:
     def preexec() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
     return preexec
@@ -136,7 +136,7 @@ class EmbeddedPostgres(ChildProcess):
         self.proc = subprocess.Popen(
             args, stdout=log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, user=user,
-            preexec_fn=_die_with_parent(signal.SIGINT))
+            preexec_fn=die_with_parent(signal.SIGINT))
         log_handle.close()
         _wait_for_port(self.port, self.proc, "postgres", self.log_file)
         self._ensure_database()
@@ -243,7 +243,7 @@ class EmbeddedNats(ChildProcess):
         self.proc = subprocess.Popen(
             [nats_server_binary(), "-c", str(self.config_file)],
             stdout=log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_die_with_parent(signal.SIGTERM))
+            start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM))
         log_handle.close()
         _wait_for_port(self.port, self.proc, "nats-server", self.log_file)
         return self.url

@@ -51,6 +51,7 @@ ENVIRONMENT: dict[str, str] = {
     "ARTIFACTLOG_CAPTURE_INTERVAL_SECONDS": "capture_interval_seconds",
     "ARTIFACTLOG_STREAM_MAX_AGE_SECONDS": "stream_max_age_seconds",
     "ARTIFACTLOG_STREAM_MAX_BYTES": "stream_max_bytes",
+    "ARTIFACTLOG_UP_WORKER_PROCESSES": "up_worker_processes",
 }
 
 
@@ -107,6 +108,9 @@ class Settings:
     # capture files keep history; a consumer further behind than this rebuilds from the log.
     stream_max_age_seconds: float = 0.0
     stream_max_bytes: int = -1
+    # `artifactlog up` runs the relay, the NATS ingest worker and the projections that do not
+    # need chDB as child processes (api/workers.py); off: all of them inside the API process.
+    up_worker_processes: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -122,6 +126,12 @@ class Settings:
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    def environment(self) -> dict[str, str]:
+        """These settings as the environment variables that read them back (for a child
+        process: `from_env` of the result equals self)."""
+        return {var: str(getattr(self, name)) for var, name in ENVIRONMENT.items()
+                if getattr(self, name) is not None}
 
     @property
     def embedded(self) -> bool:

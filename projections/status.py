@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -141,6 +142,19 @@ class StatusQueries:
         self.js = js
         self.settings = settings
         self.thresholds = lag_thresholds(settings)  # a bad setting fails at start
+
+    async def wait_caught_up(self, seconds: float) -> bool:
+        """Wait until every projection has applied the log up to its head as of now;
+        False if one has not within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        statuses = await self.projections_status()
+        head = max((s.head for s in statuses), default=0)
+        while any(s.position < head for s in statuses):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+            statuses = await self.projections_status()
+        return True
 
     async def projections_status(self) -> list[ProjectionStatus]:
         published = await published_position(self.js, self.settings)

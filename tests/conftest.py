@@ -27,7 +27,7 @@ from core.db import migrate, open_pool
 from core.eventlog_pg import PostgresEventStore
 from core.runtime import EmbeddedNats, EmbeddedPostgres, free_port
 from core.services import ArtifactService
-from core.settings import ENVIRONMENT, Settings
+from core.settings import Settings
 from tests.faults import figures as figures_module
 
 
@@ -68,18 +68,13 @@ def engines(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterat
 
 def role_process(settings: Settings, *role: str) -> subprocess.Popen[bytes]:
     """An `artifactlog run ROLE` process against ``settings`` (its output goes to a log)."""
-    env = {**os.environ, **settings_environment(settings), "ARTIFACTLOG_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, **settings.environment(), "ARTIFACTLOG_LOG_LEVEL": "WARNING"}
     log = (settings.home / f"{'-'.join(role)}.log").open("ab")
     try:
         return subprocess.Popen([sys.executable, "-m", "api.cli", "run", *role], env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
     finally:
         log.close()
-
-
-def settings_environment(settings: Settings) -> dict[str, str]:
-    return {var: str(getattr(settings, name)) for var, name in ENVIRONMENT.items()
-            if getattr(settings, name) is not None}
 
 
 @pytest.fixture(scope="session")

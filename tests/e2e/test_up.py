@@ -27,26 +27,34 @@ def artifactlog_cmd() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
 
 
-def live_processes() -> Iterator[tuple[int, str]]:
+def live_processes() -> Iterator[tuple[int, str, bytes]]:
+    """(pid, command line, environment) of every live process we may read."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             status = (proc / "status").read_text()
+            environ = (proc / "environ").read_bytes()
         except OSError:
             continue
         if "State:\tZ" not in status:
-            yield int(proc.name), cmdline
+            yield int(proc.name), cmdline, environ
+
+
+def _uses(home: Path, cmdline: str, environ: bytes) -> bool:
+    # The engines name their data directory on the command line; `up` and its worker
+    # processes carry ARTIFACTLOG_HOME in their environment.
+    return str(home) in cmdline or f"ARTIFACTLOG_HOME={home}\0".encode() in environ + b"\0"
 
 
 def processes_using(home: Path) -> list[str]:
-    """Command lines of live processes that mention the home directory (servers we started)."""
-    return [cmdline for _, cmdline in live_processes() if str(home) in cmdline]
+    """Command lines of live processes of the home directory (servers we started)."""
+    return [cmdline for _, cmdline, environ in live_processes() if _uses(home, cmdline, environ)]
 
 
 def pids_using(home: Path) -> list[int]:
-    return [pid for pid, cmdline in live_processes() if str(home) in cmdline]
+    return [pid for pid, cmdline, environ in live_processes() if _uses(home, cmdline, environ)]
 
 
 class Up:
@@ -184,11 +192,45 @@ def test_cli_refusals_are_messages_with_a_nonzero_exit(home: Path) -> None:
         up.stop()
 
 
+def worker_pids(home: Path, timeout: float = 30.0) -> dict[str, int]:
+    """The worker processes `up` started (api/workers.py), by their `run` arguments, once
+    all three are there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {cmdline.split(" run ", 1)[1].strip(): pid
+                 for pid, cmdline, environ in live_processes()
+                 if " api.cli run " in cmdline and _uses(home, cmdline, environ)}
+        if len(found) == 3 or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
 def test_sigkill_of_up_takes_its_servers_down_too(home: Path) -> None:
     up = Up(home, free_port())
     assert processes_using(home)
+    assert len(worker_pids(home)) == 3
     up.stop(signal.SIGKILL)
     assert wait_gone(home) == [], "children must not be orphaned"
+
+
+def test_up_runs_its_workers_as_processes_and_restarts_one_that_dies(home: Path) -> None:
+    up = Up(home, free_port())
+    try:
+        workers = worker_pids(home)
+        assert sorted(workers) == ["ingest", "projection --name version_history", "relay"]
+        os.kill(workers["projection --name version_history"], signal.SIGKILL)
+        ingested = up.cli("ingest", "e2e/after-kill", "-", stdin="hello\n")
+        assert ingested.returncode == 0, ingested.stderr
+        wait_for_projections(up)  # the restarted worker projected it
+        history = json.loads(up.cli("history", "e2e/after-kill", "--json").stdout)
+        assert [v["number"] for v in history] == [1]
+        again = worker_pids(home)
+        assert again["projection --name version_history"] != workers[
+            "projection --name version_history"]
+        assert again["relay"] == workers["relay"]
+    finally:
+        assert up.stop(signal.SIGTERM) == 0
+    assert wait_gone(home) == []
 
 
 def test_inspection_commands_on_the_demo_data(home: Path) -> None:

@@ -21,7 +21,6 @@ from nats.js.errors import NotFoundError
 from core.jetstream import JetStreamPublisher
 from core.settings import Settings
 from projections.version_history import VersionHistoryProjection
-from tests.conftest import settings_environment
 from tests.faults.checker import (
     History,
     analyse,
@@ -192,7 +191,7 @@ async def test_analytics_worker_sigkilled_again_and_again_under_load(
 async def probe_chdb(settings: Settings) -> dict[str, Any]:
     """What tests/faults/chdb_probe.py reads from the chDB directory of ``settings`` (its
     writer must have exited)."""
-    env = {**os.environ, **settings_environment(settings), "ARTIFACTLOG_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, **settings.environment(), "ARTIFACTLOG_LOG_LEVEL": "WARNING"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.faults.chdb_probe", env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

@@ -25,7 +25,6 @@ from core.clickhouse import ClickHouse
 from core.commands import IngestVersion
 from core.errors import NotFound, ValidationError
 from core.settings import Settings
-from tests.conftest import settings_environment
 from tests.integration.streams import System, open_system
 from tests.integration.workload import append_interleaved, history
 
@@ -120,7 +119,7 @@ def uncommitted(directory: Path, manifest: capture_manifest.Manifest) -> list[st
 
 
 def cli(settings: Settings, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, **settings_environment(settings), "ARTIFACTLOG_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, **settings.environment(), "ARTIFACTLOG_LOG_LEVEL": "WARNING"}
     return subprocess.Popen([sys.executable, "-m", "api.cli", *args], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

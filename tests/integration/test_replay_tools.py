@@ -29,7 +29,6 @@ from core.replay_transform import TransformReplay, load_transform
 from core.settings import Settings
 from projections.rebuild import rebuild
 from projections.version_history import VersionHistoryProjection
-from tests.conftest import settings_environment
 from tests.integration.streams import System, open_system, read_stream
 
 
@@ -127,7 +126,7 @@ async def test_publish_refuses_the_events_stream_and_wildcards(system: System) -
 
 def run_cli(settings: Settings, *args: str, cwd: Path | None = None
             ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **settings_environment(settings), "ARTIFACTLOG_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, **settings.environment(), "ARTIFACTLOG_LOG_LEVEL": "WARNING"}
     return subprocess.run([sys.executable, "-m", "api.cli", *args], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=60, check=False)
 
