@@ -86,11 +86,12 @@ class PostgresEventStore:
         # the last one (migration 0006).
         await conn.execute("SELECT events_before_append(%s, %s)", (APPEND_LOCK_KEY, len(events)))
         # The whole batch goes as one JSON document, encoded by one json.dumps call, and is
-        # split into rows by Postgres (jsonb_to_recordset). Seven parallel arrays with a
-        # Jsonb per payload and metadata cost most of bulk ingest CPU: psycopg quotes each
-        # JSON value into the text form of a jsonb[] array with a regex substitution per
-        # double quote. The stored jsonb is the same value either way (psycopg's Jsonb also
-        # serialises with json.dumps).
+        # split into rows by Postgres. Seven parallel arrays with a Jsonb per payload and
+        # metadata cost most of bulk ingest CPU: psycopg quotes each JSON value into the text
+        # form of a jsonb[] array with a regex substitution per double quote. The stored
+        # jsonb is the same value either way (psycopg's Jsonb serialises with json.dumps
+        # too). The document is json, not jsonb: jsonb caps a value at 256 MB, which an
+        # atomic batch of 1000 commands with the largest metadata allowed would pass.
         rows_json = json.dumps([
             {"e": str(e.event_id), "n": e.namespace, "m": e.name, "v": e.stream_version,
              "t": e.type, "p": to_payload(e.event), "d": dict(e.metadata)} for e in events])
@@ -102,7 +103,7 @@ class PostgresEventStore:
                 sql.SQL(
                     "WITH added AS (INSERT INTO events (event_id, namespace, name,"
                     " stream_version, type, payload, metadata) SELECT e, n, m, v, t, p, d FROM"
-                    " ROWS FROM (jsonb_to_recordset(%s::jsonb) AS (e uuid, n text, m text,"
+                    " ROWS FROM (json_to_recordset(%s::json) AS (e uuid, n text, m text,"
                     " v int, t text, p jsonb, d jsonb)) WITH ORDINALITY AS u(e, n, m, v, t, p,"
                     " d, i) ORDER BY i RETURNING {}), keys AS (INSERT INTO event_keys"
                     " (event_id, namespace, name, stream_version) SELECT event_id, namespace,"
