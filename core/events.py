@@ -129,6 +129,10 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
 # ingest profiles (every provisional and committed event is rebuilt by ``from_payload``).
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {
     cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in EVENT_TYPES.values()}
+# As sets for from_payload's membership test (a tuple scan compares every key with every
+# field name: stored payloads' keys are not the interned field-name strings).
+_FIELD_SETS: dict[type, frozenset[str]] = {
+    cls: frozenset(names) for cls, names in _FIELD_NAMES.items()}
 
 
 def to_payload(event: DomainEvent) -> dict[str, Any]:
@@ -167,7 +171,7 @@ def from_payload(type_name: str, payload: Mapping[str, Any]) -> DomainEvent:
     """Rebuild the domain event from a stored payload; unknown keys are ignored so old
     readers survive new optional fields."""
     cls = EVENT_TYPES[type_name]
-    names = _FIELD_NAMES[cls]
+    names = _FIELD_SETS[cls]
     kwargs = {k: v for k, v in payload.items() if k in names}
     if cls is VersionIngested:
         kwargs["parents"] = tuple(VersionKey(**p) for p in kwargs.get("parents", ()))
