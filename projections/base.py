@@ -21,6 +21,10 @@ class Projection(Protocol):
     min_batch_size: int
     """The fewest events a worker asks for per fetch (at least the configured
     projection batch size): a store that pays per write, not per row, wants more."""
+    linger_seconds: float
+    """How long a worker keeps collecting a batch that is not full once its first events
+    have arrived (0: apply what one fetch returns). Trades that much freshness for fewer,
+    larger writes to a store that pays per write."""
 
     async def setup(self) -> None:
         """Create or migrate the projection's tables (idempotent; DDL is versioned)."""

@@ -154,11 +154,25 @@ class ProjectionWorker:
                         idle_since = time.monotonic()
                     continue
                 idle_since = time.monotonic()
+                messages += await self._linger(sub, len(messages), stop)
                 await self._process(partition, messages, stop)
         except Exception:
             log.exception("projection=%s partition=%s loop failed", self.projection.name,
                           partition)
             raise
+
+    async def _linger(self, sub: JetStreamContext.PullSubscription, have: int,
+                      stop: asyncio.Event) -> list[Msg]:
+        """More messages for a batch that is not full, for up to the projection's linger."""
+        more: list[Msg] = []
+        deadline = time.monotonic() + self.projection.linger_seconds
+        while (have + len(more) < self.batch_size and not stop.is_set()
+               and (left := deadline - time.monotonic()) > 0.001):
+            try:
+                more += await sub.fetch(self.batch_size - have - len(more), timeout=left)
+            except (NatsTimeoutError, TimeoutError):
+                break
+        return more
 
     async def _subscribe(self, partition: int) -> JetStreamContext.PullSubscription:
         durable = f"{self.projection.name}-p{partition}"
@@ -170,7 +184,9 @@ class ProjectionWorker:
         await self.js.add_consumer(stream, ConsumerConfig(
             durable_name=durable, filter_subject=partition_subject(self.settings, partition),
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start else DeliverPolicy.ALL,
-            opt_start_seq=start, ack_policy=AckPolicy.EXPLICIT, ack_wait=60, max_deliver=-1,
+            # AckAll: one ack per batch (its last message) instead of one per event; one
+            # worker owns the partition (leases), so nothing else's messages are acked by it.
+            opt_start_seq=start, ack_policy=AckPolicy.ALL, ack_wait=60, max_deliver=-1,
             max_ack_pending=self.batch_size * 4))
         log.info("projection=%s partition=%s owned; resuming after position %s (seq %s)",
                  self.projection.name, partition, checkpoint, start)
@@ -195,8 +211,8 @@ class ProjectionWorker:
                     return  # unacked: redelivered to whoever owns the partition next
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
-        for msg in messages:
-            await msg.ack()
+        if messages:  # AckAll (see _subscribe): acks every message of the batch
+            await max(messages, key=lambda m: m.metadata.sequence.consumer).ack()
         self.applied += len(decoded.events)
         if log.isEnabledFor(logging.DEBUG):  # one line per event: tracing an ingest
             for event in decoded.events:

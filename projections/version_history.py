@@ -29,6 +29,7 @@ TABLES = ("vh_artifacts", "vh_versions", "vh_promotions", "vh_lineage")
 class VersionHistoryProjection:
     name = NAME
     min_batch_size = 0  # the configured projection batch size
+    linger_seconds = 0.0  # Postgres pays little per transaction: apply what has arrived
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
