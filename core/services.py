@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,6 @@ from core.artifact import (
     VersionState,
     decide_scheme,
     decide_withdraw,
-    fold,
     validate_name,
 )
 from core.batch import MAX_ATTEMPTS, BatchIngest, IngestOutcome, IngestResult
@@ -32,12 +32,15 @@ from core.errors import (
     NotFound,
     StreamVersionTaken,
 )
+from core.eventlog_pg import PostgresEventStore
 from core.events import DomainEvent, NewEvent, RecordedEvent, VersionKey
 from core.group_commit import GroupCommit
 from core.logs import current_correlation_id
 from core.ports import AppendBatch, EventStore
 from core.promotion import Promotions
 from core.schema_registry import SchemaRegistry, SchemaVersion
+from core.snapshots_loader import SnapshotLoader
+from core.snapshots_pg import PostgresSnapshots
 from core.state_cache import StateCache
 from core.streams_pg import StreamLoader
 
@@ -187,16 +190,26 @@ class ArtifactService:
         validate_name("namespace", namespace)
         validate_name("name", name)
         if to_position is not None or to_time is not None:
-            events = await self.store.load_stream(namespace, name, to_position=to_position,
-                                                  to_time=to_time)
-            return fold(namespace, name, events)
-        state = self.states.get(namespace, name) or ArtifactState(namespace, name)
-        for event in await self.store.load_stream(namespace, name,
-                                                  after_version=state.stream_version):
-            state.apply(event)
+            return await self.snapshots.load(namespace, name, to_position=to_position,
+                                             to_time=to_time)
+        state = self.states.get(namespace, name)
+        if state is None:  # not folded in this process yet: from the newest snapshot
+            state = await self.snapshots.load(namespace, name)
+        else:
+            for event in await self.store.load_stream(namespace, name,
+                                                      after_version=state.stream_version):
+                state.apply(event)
         if state.exists:
             self.states.put(state)
         return state
+
+    @functools.cached_property
+    def snapshots(self) -> SnapshotLoader:
+        """Folds from snapshots kept next to the event log (built on first use, from the
+        store's pool; a store without a Postgres pool gets plain folds)."""
+        table = PostgresSnapshots(self.store.pool) if isinstance(
+            self.store, PostgresEventStore) else None
+        return SnapshotLoader(self.store, table)
 
     async def replay(self, namespace: str, name: str, *, to_version: int | None = None,
                      to_position: int | None = None

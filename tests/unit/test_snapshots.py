@@ -231,3 +231,18 @@ def test_another_format_is_refused() -> None:
     data["format"] = 0
     with pytest.raises(ValueError, match="format"):
         state_from_dict(data)
+
+
+def test_snapshots_of_one_artifact_share_their_unchanged_versions() -> None:
+    stream = recorded(scripted_events(60))
+    cache = SnapshotCache()
+    older, newer = (Snapshot(round_trip(fold("ns", "a", stream[:n])), 10 * n, START)
+                    for n in (30, 60))
+    cache.put(older)
+    cache.put(newer)
+    assert_same(newer.state, fold("ns", "a", stream))
+    shared = [a is b for a, b in zip(older.state.versions, newer.state.versions, strict=False)]
+    changed = [a != b for a, b in zip(older.state.versions, newer.state.versions, strict=False)]
+    assert any(shared)
+    assert any(changed)
+    assert shared == [not c for c in changed]
