@@ -40,6 +40,8 @@ from core.retention_pg import RetentionStore
 from core.schema_registry import SchemaRegistry
 from core.services import ArtifactService
 from core.settings import Settings
+from core.snapshots_loader import SnapshotLoader
+from core.snapshots_pg import PostgresSnapshots
 from core.streams_pg import PostgresStreams
 from core.webhooks_pg import WebhookStore
 from core.webhooks_service import WebhookService
@@ -124,6 +126,9 @@ async def open_runtime(settings: Settings, *, role: str) -> AsyncIterator[Runtim
             try:
                 yield Runtime(settings, pool, nc, services, projections)
             finally:
+                # Snapshot writes still running (background tasks) get a moment to land.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(services.artifacts.snapshots.drain(), 5)
                 for projection in projections.values():
                     await projection.close()
                 if analytics is not None:
@@ -141,7 +146,8 @@ def build_services(pool: AsyncConnectionPool, js: JetStreamContext, settings: Se
     store = PostgresEventStore(pool, content_store_for(settings, pool))
     artifacts = MeteredArtifactService(store, max_content_bytes=settings.max_content_bytes,
                                        schemas=SchemaRegistry(pool),
-                                       streams=PostgresStreams(pool))
+                                       streams=PostgresStreams(pool),
+                                       snapshots=SnapshotLoader(store, PostgresSnapshots(pool)))
     return Services(
         artifacts=artifacts,
         history=HistoryQueries(HistoryReader(pool), artifacts,

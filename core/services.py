@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import functools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ from core.errors import (
     NotFound,
     StreamVersionTaken,
 )
-from core.eventlog_pg import PostgresEventStore
 from core.events import DomainEvent, NewEvent, RecordedEvent, VersionKey
 from core.group_commit import GroupCommit
 from core.logs import current_correlation_id
@@ -40,7 +38,6 @@ from core.ports import AppendBatch, EventStore
 from core.promotion import Promotions
 from core.schema_registry import SchemaRegistry, SchemaVersion
 from core.snapshots_loader import SnapshotLoader
-from core.snapshots_pg import PostgresSnapshots
 from core.state_cache import StateCache
 from core.streams_pg import StreamLoader
 
@@ -65,7 +62,8 @@ class WithdrawResult:
 class ArtifactService:
     def __init__(self, store: EventStore, *, max_content_bytes: int,
                  states: StateCache | None = None, schemas: SchemaRegistry | None = None,
-                 streams: StreamLoader | None = None) -> None:
+                 streams: StreamLoader | None = None,
+                 snapshots: SnapshotLoader | None = None) -> None:
         self.store = store
         self.max_content_bytes = max_content_bytes
         self.states = states if states is not None else StateCache()
@@ -73,6 +71,9 @@ class ArtifactService:
         # Reads many artifacts' new events in one query (bulk groups); without it, each
         # artifact of a group is loaded with its own query.
         self.streams = streams
+        # Folds from snapshots kept next to the log (core/snapshots_loader.py); without a
+        # snapshot table, a plain fold every time.
+        self.snapshots = snapshots if snapshots is not None else SnapshotLoader(store, None)
         # Concurrent single ingests share one transaction (core/group_commit.py).
         self.group_commit = GroupCommit(self._ingest_group)
 
@@ -202,14 +203,6 @@ class ArtifactService:
         if state.exists:
             self.states.put(state)
         return state
-
-    @functools.cached_property
-    def snapshots(self) -> SnapshotLoader:
-        """Folds from snapshots kept next to the event log (built on first use, from the
-        store's pool; a store without a Postgres pool gets plain folds)."""
-        table = PostgresSnapshots(self.store.pool) if isinstance(
-            self.store, PostgresEventStore) else None
-        return SnapshotLoader(self.store, table)
 
     async def replay(self, namespace: str, name: str, *, to_version: int | None = None,
                      to_position: int | None = None

@@ -28,6 +28,8 @@ from core.eventlog_pg import PostgresEventStore
 from core.runtime import EmbeddedNats, EmbeddedPostgres, free_port
 from core.services import ArtifactService
 from core.settings import Settings
+from core.snapshots_loader import SnapshotLoader
+from core.snapshots_pg import PostgresSnapshots
 from tests.faults import figures as figures_module
 
 
@@ -170,7 +172,8 @@ async def new_token(store: PostgresEventStore, *scopes: str,
 
 @pytest.fixture
 def service(store: PostgresEventStore, settings: Settings) -> ArtifactService:
-    return ArtifactService(store, max_content_bytes=settings.max_content_bytes)
+    return ArtifactService(store, max_content_bytes=settings.max_content_bytes,
+                           snapshots=SnapshotLoader(store, PostgresSnapshots(store.pool)))
 
 
 @pytest.fixture

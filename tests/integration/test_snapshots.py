@@ -178,7 +178,8 @@ async def test_the_service_writes_snapshots_at_its_interval(
                 await plain(store, names, to_time=middle.recorded_at))
     await service.snapshots.drain()
     assert await stored_versions(store, names) == [INTERVAL]
-    fresh = ArtifactService(store, max_content_bytes=1 << 20)  # a new process, cold caches
+    fresh = ArtifactService(store, max_content_bytes=1 << 20,  # a new process, cold caches
+                            snapshots=SnapshotLoader(store, PostgresSnapshots(store.pool)))
     assert_same(await fresh.load(names, "a", to_position=middle.position),
                 await plain(store, names, to_position=middle.position))
     assert fresh.snapshots.cache.get(names, "a", INTERVAL) is not None  # it was read
