@@ -438,12 +438,14 @@ class ArtifactlogSchema(strawberry.Schema):
 
 def make_schema(settings: Settings) -> ArtifactlogSchema:
     """The schema as one deployment serves it: its limits, and introspection on or off."""
-    extensions: list[Any] = [ErrorCodes, *graphql_limits(
+    hide = not settings.graphql_introspection
+    # HideSuggestions before ErrorCodes: hooks finish in reverse order, so it edits the copies
+    # ErrorCodes makes, never the validation errors api/limits.py caches across requests.
+    extensions: list[Any] = [*([HideSuggestions] if hide else []), ErrorCodes, *graphql_limits(
         max_depth=settings.graphql_max_depth, max_aliases=settings.graphql_max_aliases,
         max_tokens=settings.graphql_max_tokens)]
-    if not settings.graphql_introspection:
-        extensions += [lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]),
-                       HideSuggestions]
+    if hide:
+        extensions.append(lambda: AddValidationRules(INTROSPECTION_OFF))
     return ArtifactlogSchema(query=merge_types("Query", (Query, SchemaQueries, OpsQueries)),
                              mutation=merge_types("Mutation", (Mutation, SchemaMutations,
                                                                OpsMutations)),
@@ -462,4 +464,5 @@ class HideSuggestions(SchemaExtension):
 
 
 SUGGESTION = re.compile(r" ?Did you mean .*\?$")
+INTROSPECTION_OFF = [NoSchemaIntrospectionCustomRule]
 schema = make_schema(Settings())
