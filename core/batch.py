@@ -25,7 +25,7 @@ import asyncio
 import hashlib
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -229,8 +229,12 @@ class BatchIngest:
         """A fresh plan, with the states its commands need read at once when possible."""
         plan = _Plan(self.store, self.load, self.correlation_id, self.check)
         commands = [item.cmd for item in items if item.error is None]
+        keys = {c.idempotency_key for c in commands if c.idempotency_key}
         if self.prefetch is not None and commands:
-            plan.states.update(await self.prefetch(commands))
+            states, _ = await asyncio.gather(self.prefetch(commands), plan.read_claims(keys))
+            plan.states.update(states)
+        elif keys:
+            await plan.read_claims(keys)
         return plan
 
 
@@ -246,6 +250,10 @@ class _Plan:
         self.check = check
         self.states: dict[tuple[str, str], ArtifactState] = {}
         self.claims: dict[str, IdempotencyClaim] = {}  # keys first used in this plan
+        # Claims already in the store for the keys the plan's commands carry, read for the
+        # whole plan at once (a query per keyed command would cost a round trip per line).
+        self.stored_claims: dict[str, IdempotencyClaim] = {}
+        self.claims_read: set[str] = set()
         self.created: set[VersionKey] = set()
         self.events: list[NewEvent] = []
         self.contents: list[Content] = []
@@ -330,8 +338,16 @@ class _Plan:
             raise NotFound(f"parent artifact {ref.namespace}/{ref.name} does not exist")
         return state.resolve(ref).key
 
+    async def read_claims(self, keys: Collection[str]) -> None:
+        self.stored_claims.update(await self.store.find_claims(keys))
+        self.claims_read.update(keys)
+
     async def _claim(self, key: str) -> IdempotencyClaim | None:
-        return self.claims.get(key) or await self.store.find_claim(key)
+        if key in self.claims:
+            return self.claims[key]
+        if key not in self.claims_read:
+            await self.read_claims([key])
+        return self.stored_claims.get(key)
 
     async def _replayed(self, claim: IdempotencyClaim, fingerprint: str) -> _Decision:
         if claim.fingerprint != fingerprint:

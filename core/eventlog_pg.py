@@ -181,13 +181,14 @@ class PostgresEventStore:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
-    async def find_claim(self, key: str) -> IdempotencyClaim | None:
+    async def find_claims(self, keys: Collection[str]) -> dict[str, IdempotencyClaim]:
+        if not keys:
+            return {}
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT key, fingerprint, namespace, name, number, position, created"
-                " FROM idempotency_keys WHERE key = %s", (key,))
-            row = await cur.fetchone()
-        return IdempotencyClaim(*row) if row else None
+                " FROM idempotency_keys WHERE key = ANY(%s)", (list(keys),))
+            return {row[0]: IdempotencyClaim(*row) for row in await cur.fetchall()}
 
     async def find_children(self, parent: VersionKey) -> list[VersionKey]:
         needle = Jsonb({"parents": [dataclasses.asdict(parent)]})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -60,8 +60,8 @@ class EventStore(Protocol):
         """The highest committed global position (0 for an empty log)."""
         ...
 
-    async def find_claim(self, key: str) -> IdempotencyClaim | None:
-        """The claim recorded for an idempotency key, if any."""
+    async def find_claims(self, keys: Collection[str]) -> dict[str, IdempotencyClaim]:
+        """The claims recorded for these idempotency keys (keys without one are absent)."""
         ...
 
     async def find_children(self, parent: VersionKey) -> list[VersionKey]:
