@@ -20,7 +20,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
-from api.auth import TokenAuth
+from api.auth import AUTH_CACHE_SECONDS, TokenAuth
 from api.bulk import handle_bulk
 from api.context import Context, Services
 from api.dashboard import dashboard_routes
@@ -161,7 +161,8 @@ def create_app(services: Services, settings: Settings, tokens: TokenService) -> 
         *dashboard_routes(services, tokens),
     ])
     # /ingest/bulk streams its body with limits of its own; buffering it would defeat that.
-    return RequestLog(BodyLimit(TokenAuth(app, tokens), settings.max_body_bytes,
+    return RequestLog(BodyLimit(TokenAuth(app, tokens, cache_seconds=AUTH_CACHE_SECONDS),
+                                settings.max_body_bytes,
                                 streaming_paths=("/ingest/bulk",)))
 
 

@@ -11,6 +11,14 @@ Starlette shows as ``request.state.principal``. A missing or invalid one gets 40
 ``{"error": {"code": "UNAUTHENTICATED", "message": ...}}`` and ``WWW-Authenticate: Bearer``;
 a token database that is down gets 503 (a client must not drop a good token over it).
 
+A token that authenticated is trusted again, without a lookup, for ``cache_seconds``
+(``AUTH_CACHE_SECONDS`` in the app): the lookup was a round trip and a commit on every
+request, a large part of a small read. So a revoked token (``artifactlog token revoke``, any
+process) is refused by every API process at most ``AUTH_CACHE_SECONDS`` after the revoke
+commits. Only successes are kept (an unknown token is looked up every time, so a token
+works the moment it is created, and junk tokens cannot fill the cache); the dashboard and
+websockets authenticate uncached.
+
 What passes without a token, and with no principal in scope:
 
 - the public paths (health, readiness, metrics: probes carry no credentials);
@@ -29,6 +37,7 @@ What passes without a token, and with no principal in scope:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from urllib.parse import parse_qs
 
@@ -37,7 +46,7 @@ from starlette.requests import cookie_parser
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from core.auth import TokenService
+from core.auth import Principal, TokenService, token_digest
 from core.errors import ArtifactlogError, Unauthenticated
 
 COOKIE_NAME = "artifactlog_token"
@@ -50,17 +59,49 @@ PUBLIC_PREFIXES = ("/static/",)
 # cookie, which must never authorize anything else.
 DASHBOARD_PATHS = ("/",)
 DASHBOARD_PREFIX = "/dashboard/"
+# The bound on how long a revoked token keeps working over HTTP (see the module docstring).
+AUTH_CACHE_SECONDS = 1.0
+AUTH_CACHE_ENTRIES = 1024
+
+
+class PrincipalCache:
+    """Principals of tokens that authenticated within the last ``seconds``, by token digest
+    (the plaintext is not kept), at most ``entries`` of them."""
+
+    def __init__(self, seconds: float, entries: int = AUTH_CACHE_ENTRIES) -> None:
+        self.seconds = seconds
+        self.entries = entries
+        self._found: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, digest: str) -> Principal | None:
+        found = self._found.get(digest)
+        if found is None:
+            return None
+        if found[0] <= time.monotonic():
+            del self._found[digest]
+            return None
+        return found[1]
+
+    def put(self, digest: str, principal: Principal) -> None:
+        now = time.monotonic()
+        if len(self._found) >= self.entries:
+            self._found = {k: v for k, v in self._found.items() if v[0] > now}
+            while len(self._found) >= self.entries:  # all live: the oldest goes
+                del self._found[next(iter(self._found))]
+        self._found[digest] = (now + self.seconds, principal)
 
 
 class TokenAuth:
     """Refuses HTTP requests without a valid API token, except the public ones (see module)."""
 
     def __init__(
-        self, app: ASGIApp, tokens: TokenService, public_paths: Iterable[str] = PUBLIC_PATHS
+        self, app: ASGIApp, tokens: TokenService, public_paths: Iterable[str] = PUBLIC_PATHS,
+        *, cache_seconds: float = 0.0,
     ) -> None:
         self.app = app
         self.tokens = tokens
         self.public_paths = frozenset(public_paths)
+        self.cache = PrincipalCache(cache_seconds) if cache_seconds > 0 else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._is_public(scope):
@@ -69,13 +110,23 @@ class TokenAuth:
         token: str | None = None
         try:
             token = request_token(Headers(scope=scope))
-            principal = await self.tokens.authenticate(token)
+            principal = await self._authenticate(token)
         except ArtifactlogError as exc:
             await refusal(exc, token_sent=bool(token))(scope, receive, send)
             return
         # A new state dict: the server may share the one it passed in (lifespan state).
         state = {**scope.get("state", {}), "principal": principal}
         await self.app({**scope, "state": state}, receive, send)
+
+    async def _authenticate(self, token: str | None) -> Principal:
+        if self.cache is None or not token:
+            return await self.tokens.authenticate(token)
+        digest = token_digest(token)
+        principal = self.cache.get(digest)
+        if principal is None:
+            principal = await self.tokens.authenticate(token)
+            self.cache.put(digest, principal)
+        return principal
 
     def _is_public(self, scope: Scope) -> bool:
         path = route_path(scope)

@@ -141,10 +141,9 @@ def parse_namespaces(
 class TokenService:
     """Creates, checks, lists and revokes API tokens (table ``api_tokens``).
 
-    No cache: ``authenticate`` is one indexed lookup per request (well under a millisecond
-    next to the work of any request), and every API process sees a revoke the moment it
-    commits. A per-process cache would need cross-process invalidation (LISTEN/NOTIFY) to be
-    correct with several API processes; that is not worth it at this cost.
+    ``authenticate`` always asks the database, so a revoke counts from its commit. The HTTP
+    middleware (api/auth.py) trusts a success for a bounded time: the lookup is a round trip
+    and a commit, a large part of a small read's cost.
     """
 
     def __init__(self, pool: AsyncConnectionPool) -> None:

@@ -1,13 +1,16 @@
 """Each token scope allows exactly its operations through the API, namespace limits hold for
-every operation, and a revoked token is refused at once."""
+every operation, and a revoked token is refused within the auth cache's bound (api/auth.py)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
+from api.auth import AUTH_CACHE_SECONDS
 from core.auth import TokenService
 from core.eventlog_pg import PostgresEventStore
 from core.settings import Settings
@@ -108,6 +111,12 @@ async def test_missing_malformed_and_revoked_tokens_are_refused(
             ok = await http.post("/graphql", json={"query": "{ status { headPosition } }"})
             assert ok.status_code == 200
             await tokens.revoke(f"rev-{names}")
+            revoked = time.monotonic()
+            # The app trusts a token that authenticated for AUTH_CACHE_SECONDS; no longer.
+            while (await http.post("/graphql", json={"query": "{ status { headPosition } }"})
+                   ).status_code == 200:
+                assert time.monotonic() - revoked <= AUTH_CACHE_SECONDS + 0.5
+                await anyio.sleep(0.05)
             refused = await http.post("/graphql", json={"query": "{ status { headPosition } }"})
             assert refused.status_code == 401
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
