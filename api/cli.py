@@ -186,7 +186,8 @@ async def ensure_local_admin_token(tokens: Any, home: Path) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from api.server import run_role, serve
+    from api.roles import run_role
+    from api.server import serve
     from core.db import migrate
 
     if not (settings.database_url and settings.nats_url):

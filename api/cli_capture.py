@@ -64,7 +64,7 @@ async def capture(args: argparse.Namespace, settings: Settings) -> int:
         worker = Capture(pool, store, directory, content=content, batch_size=args.batch_size)
         if not args.until_head:
             stop = asyncio.Event()
-            from api.server import stop_on_signals
+            from api.roles import stop_on_signals
 
             stop_on_signals(stop)
             await worker.run(stop, settings.capture_interval_seconds)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -15,46 +14,37 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
+from api import roles
 from api.app import create_app
 from api.context import Services
-from api.metrics import MeteredArtifactService, ingest_context
-from api.workers import WorkerProcesses, WorkerRole, ready_line
+from api.metrics import ingest_context
+from api.roles import stop_on_signals
+from api.workers import WorkerProcesses, WorkerRole
 from core.activity_pg import ActivityReader
 from core.analytics_sql import ReadOnlySql
 from core.auth import TokenService
-from core.capture import Capture
 from core.clickhouse import ClickHouse
 from core.comparison import DiffService
-from core.content_store import content_store_for
 from core.db import open_pool
-from core.eventlog_pg import PostgresEventStore
 from core.feed import EventFeed
 from core.history import HistoryQueries
 from core.history_pg import HistoryReader
 from core.ingest_nats import NatsIngestWorker
-from core.jetstream import JetStreamPublisher, connect, ensure_stream
+from core.jetstream import connect, ensure_stream
 from core.lag_samples import LagSampler, LagSamples
 from core.relay import Relay
 from core.retention import Retention
 from core.retention_pg import RetentionStore
-from core.schema_registry import SchemaRegistry
 from core.services import ArtifactService
 from core.settings import Settings
-from core.snapshots_loader import SnapshotLoader
-from core.snapshots_pg import PostgresSnapshots
-from core.streams_pg import PostgresStreams
 from core.webhooks_pg import WebhookStore
 from core.webhooks_service import WebhookService
 from core.webhooks_worker import WebhookDispatcher
-from projections.analytics import AnalyticsProjection
 from projections.base import Projection
 from projections.lag_watch import LagWatch
-from projections.leases import PartitionLeases
-from projections.parking import ParkingLot
 from projections.rebuild import Rebuilder
 from projections.runner import ProjectionWorker
 from projections.status import StatusQueries
-from projections.version_history import VersionHistoryProjection
 
 log = logging.getLogger("artifactlog.server")
 
@@ -95,14 +85,11 @@ class Runtime:
         return self.services.artifacts
 
     def relay(self) -> Relay:
-        return Relay(self.pool, JetStreamPublisher(self.nats.jetstream(), self.settings),
-                     batch_size=self.settings.relay_batch_size)
+        return roles.relay(self.pool, self.nats, self.settings)
 
     def worker(self, name: str) -> ProjectionWorker:
-        assert self.settings.database_url
-        leases = PartitionLeases(self.settings.database_url, name, self.settings.partitions)
-        return ProjectionWorker(self.projections[name], self.nats.jetstream(), self.settings,
-                                leases, ParkingLot(self.pool))
+        return roles.projection_worker(self.projections[name], self.pool, self.nats,
+                                       self.settings)
 
 
 @contextlib.asynccontextmanager
@@ -116,11 +103,10 @@ async def open_runtime(settings: Settings, *, role: str) -> AsyncIterator[Runtim
             js = nc.jetstream()
             await ensure_stream(js, settings)
             projections: dict[str, Projection] = {
-                "version_history": VersionHistoryProjection(pool)}
+                "version_history": roles.projection("version_history", pool, settings)}
             analytics = None
             if role in ANALYTICS_ROLES:
-                projections["analytics"] = AnalyticsProjection(
-                    ClickHouse(settings.effective_clickhouse_url), settings)
+                projections["analytics"] = roles.projection("analytics", pool, settings)
                 analytics = ReadOnlySql(ClickHouse(settings.effective_clickhouse_url))
             services = build_services(pool, js, settings, projections, analytics)
             try:
@@ -143,11 +129,8 @@ async def open_runtime(settings: Settings, *, role: str) -> AsyncIterator[Runtim
 def build_services(pool: AsyncConnectionPool, js: JetStreamContext, settings: Settings,
                    projections: dict[str, Projection],
                    analytics: ReadOnlySql | None = None) -> Services:
-    store = PostgresEventStore(pool, content_store_for(settings, pool))
-    artifacts = MeteredArtifactService(store, max_content_bytes=settings.max_content_bytes,
-                                       schemas=SchemaRegistry(pool),
-                                       streams=PostgresStreams(pool),
-                                       snapshots=SnapshotLoader(store, PostgresSnapshots(pool)))
+    artifacts = roles.artifact_service(pool, settings)
+    store = artifacts.store
     return Services(
         artifacts=artifacts,
         history=HistoryQueries(HistoryReader(pool), artifacts,
@@ -161,18 +144,6 @@ def build_services(pool: AsyncConnectionPool, js: JetStreamContext, settings: Se
         analytics=analytics,
         webhooks=WebhookService(WebhookStore(pool), store),
         retention=Retention(artifacts, RetentionStore(pool), store.contents))
-
-
-async def maintenance(runtime: Runtime, stop: asyncio.Event) -> None:
-    """Apply the retention policies hourly (also `artifactlog retention apply`)."""
-    assert runtime.services.retention is not None, "build_services wires retention"
-    await runtime.services.retention.run_periodically(stop)
-
-
-def stop_on_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
 
 
 async def serve(
@@ -200,7 +171,8 @@ async def serve(
             # Webhooks follow the log as the relay does (one dispatcher leads at a time).
             tasks.append(asyncio.create_task(WebhookDispatcher(
                 runtime.pool, runtime.service.store).run(stop), name="webhooks"))
-            tasks.append(asyncio.create_task(maintenance(runtime, stop), name="retention"))
+            tasks.append(asyncio.create_task(
+                roles.maintenance(runtime.service, runtime.pool, stop), name="retention"))
         inline = runtime.projections if projections is None else projections
         tasks += [asyncio.create_task(runtime.worker(name).run(stop), name=name)
                   for name in inline]
@@ -241,32 +213,3 @@ async def serve(
         stop.set()
         server.should_exit = True
         await asyncio.gather(server_task, *tasks, return_exceptions=True)
-
-
-async def run_role(settings: Settings, role: str) -> None:
-    """One background role as its own process: ``relay``, ``ingest`` (the NATS ingest
-    subject's worker), ``webhooks`` (the webhook dispatcher), ``capture`` (Parquet files) or
-    ``projection:NAME``."""
-    stop = asyncio.Event()
-    stop_on_signals(stop)
-    async with open_runtime(settings, role=role.replace(":", "-")) as runtime:
-        print(ready_line(role.split(":")[0]), flush=True)  # `up` waits for it (api/workers.py)
-        if role == "relay":
-            await runtime.relay().run(stop)
-        elif role == "ingest":
-            await NatsIngestWorker(runtime.nats, runtime.service).run(stop)
-        elif role == "webhooks":  # the dispatcher, and retention as its maintenance duty
-            await asyncio.gather(
-                WebhookDispatcher(runtime.pool, runtime.service.store).run(stop),
-                maintenance(runtime, stop))
-        elif role == "capture":  # the log to Parquet files, continuously (core/capture.py)
-            await capture_worker(runtime).run(stop, settings.capture_interval_seconds)
-        else:
-            await runtime.worker(role.removeprefix("projection:")).run(stop)
-
-
-def capture_worker(runtime: Runtime) -> Capture:
-    settings = runtime.settings
-    directory = settings.capture_dir or settings.home / "capture"
-    return Capture(runtime.pool, runtime.service.store, directory,
-                   content=settings.capture_content)

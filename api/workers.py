@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from api.roles import ready_line
 from core.runtime import die_with_parent
 from core.settings import Settings
 
@@ -136,11 +137,6 @@ class WorkerProcesses:
             else:
                 sys.stdout.buffer.write(line)
                 sys.stdout.flush()
-
-
-def ready_line(role: str) -> str:
-    """What `artifactlog run ROLE` prints on stdout once it is connected and working."""
-    return f"artifactlog {role} ready"
 
 
 async def _terminate(proc: asyncio.subprocess.Process, waiting: asyncio.Task[int]) -> None:
