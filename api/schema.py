@@ -19,6 +19,7 @@ from strawberry.scalars import JSON
 from strawberry.tools import merge_types
 
 from api.context import Info
+from api.execution import PlainFieldsExecutionContext
 from api.limits import LIMIT_MESSAGES, graphql_limits
 from api.pagination import decode_cursor, encode_cursor, page_size
 from api.schema_ops import OpsMutations, OpsQueries
@@ -449,7 +450,8 @@ def make_schema(settings: Settings) -> ArtifactlogSchema:
     return ArtifactlogSchema(query=merge_types("Query", (Query, SchemaQueries, OpsQueries)),
                              mutation=merge_types("Mutation", (Mutation, SchemaMutations,
                                                                OpsMutations)),
-                             subscription=Subscription, extensions=extensions)
+                             subscription=Subscription, extensions=extensions,
+                             execution_context_class=PlainFieldsExecutionContext)
 
 
 class HideSuggestions(SchemaExtension):

@@ -12,6 +12,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from api.context import Info
+from api.execution import PRELOADED
 from api.pagination import decode_cursor, encode_cursor, page_size
 from core.artifact import Stage as DomainStage
 from core.artifact import VersionState
@@ -95,17 +96,12 @@ class ArtifactVersion:
     async def content_base64(self, info: Info) -> str:
         return base64.b64encode(await info.context.service.content_of(self.state)).decode()
 
-    @strawberry.field
-    def parents(self, info: Info) -> list[ArtifactVersion]:
-        # Not async: on a page of 1,000 versions an async resolver per node (a coroutine and
-        # a dataloader future each) was a large part of the request. A page fills
-        # ``parent_versions`` beforehand; otherwise the coroutine returned is awaited by the
-        # GraphQL executor like any async resolver's.
+    # A page of versions fills ``parent_versions`` for all its nodes at once; then the
+    # execution context reads it without calling this (api/execution.py PRELOADED).
+    @strawberry.field(metadata={PRELOADED: "parent_versions"})
+    async def parents(self, info: Info) -> list[ArtifactVersion]:
         if self.parent_versions is not None:
             return self.parent_versions
-        return self._load_parents(info)  # type: ignore[return-value]
-
-    async def _load_parents(self, info: Info) -> list[ArtifactVersion]:
         found = await info.context.versions.load_many(list(self.state.parents))
         return [ArtifactVersion.of(v) for v in found if v is not None]
 
@@ -311,7 +307,7 @@ def _selects(selections: Sequence[Any], name: str) -> bool:
 
 
 async def _load_parents(info: Info, nodes: Sequence[ArtifactVersion]) -> None:
-    """Every node's parents with one batched load, for the synchronous ``parents``."""
+    """Every node's parents with one batched load, read by ``parents`` as preloaded."""
     keys = list(dict.fromkeys(k for node in nodes for k in node.state.parents))
     found = dict(zip(keys, await info.context.versions.load_many(keys), strict=True))
     for node in nodes:
