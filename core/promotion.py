@@ -3,8 +3,10 @@ themselves (per artifact, or per namespace on the namespace's policy stream)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from core.artifact import (
     ArtifactState,
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 # so no artifact can ever be called this.
 NAMESPACE_POLICY_STREAM = "__namespace__"
 MAX_ATTEMPTS = 8
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 class Promotions:
@@ -59,8 +63,8 @@ class Promotions:
 
     async def check(self, ref: VersionRef) -> tuple[VersionState, list[PolicyCheck]]:
         """Dry run: every policy's verdict for promoting ``ref`` now; nothing is written."""
-        state = await self.artifacts.load_existing(ref.namespace, ref.name)
-        return state.resolve(ref), await self._checks(state, ref, approved_by=None)
+        state, policies = await self._load(ref)
+        return state.resolve(ref), await self._checks(state, policies, ref, approved_by=None)
 
     async def set_policy(self, namespace: str, name: str | None, rules: Any,
                          actor: str | None) -> int:
@@ -78,7 +82,7 @@ class Promotions:
         from core.services import PromoteResult
 
         for _ in range(MAX_ATTEMPTS):
-            state = await self.artifacts.load_existing(cmd.ref.namespace, cmd.ref.name)
+            state, policies = await self._load(cmd.ref)
             events: list[DomainEvent] = []
             approver = None
             if approving:
@@ -86,7 +90,7 @@ class Promotions:
                 approver = cmd.actor
             # Already PRODUCTION: nothing to judge (and no policy reads to make).
             checks = [] if promotable(state, cmd.ref) is None else await self._checks(
-                state, cmd.ref, approved_by=approver)
+                state, policies, cmd.ref, approved_by=approver)
             decided = decide_promote(state, cmd.ref, cmd.reason, checks=checks,
                                      override=override, approved_by=approver)
             if decided is None:
@@ -101,9 +105,15 @@ class Promotions:
             return PromoteResult(state.resolve(cmd.ref), previous, position)
         raise Conflict(f"{cmd.ref} changed too often to promote; try again")
 
-    async def _checks(self, state: ArtifactState, ref: VersionRef, *,
+    async def _load(self, ref: VersionRef) -> tuple[ArtifactState, ArtifactState]:
+        """The artifact and its namespace's policy stream, read at once on two connections:
+        a promotion needs both, and one round trip after the other was most of its wait."""
+        return await _both(self.artifacts.load_existing(ref.namespace, ref.name),
+                           self._namespace_state(ref.namespace))
+
+    async def _checks(self, state: ArtifactState, policies: ArtifactState, ref: VersionRef, *,
                       approved_by: str | None) -> list[PolicyCheck]:
-        rules = [*(await self._namespace_state(state.namespace)).rules, *state.rules]
+        rules = [*policies.rules, *state.rules]
         if not rules:
             return []
         candidate = state.resolve(ref)
@@ -136,3 +146,17 @@ class Promotions:
         for r in recorded:
             state.apply(r)
         return [r.position for r in recorded]
+
+
+async def _both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Both results, awaited concurrently; if the first fails, the second is cancelled
+    (asyncio.gather would leave it running, its own failure never retrieved)."""
+    task = asyncio.ensure_future(second)
+    try:
+        result = await first
+    except BaseException:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise
+    return result, await task
