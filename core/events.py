@@ -208,7 +208,15 @@ class RecordedEvent:
 
     @property
     def event(self) -> DomainEvent:
-        return from_payload(self.type, self.payload)
+        """The domain event, decoded from the payload once per envelope: a projection reads it
+        more than once per event (the analytics projection's needed_versions and derive), and
+        decoding was a fifth of its apply (BENCHMARKS.md). Kept in the instance ``__dict__``
+        (a frozen dataclass allows that), so it takes no part in equality, hashing or repr;
+        not functools.cached_property, whose lock (Python 3.11) cost more than decoding."""
+        cached: DomainEvent | None = self.__dict__.get("_event")
+        if cached is None:
+            cached = self.__dict__["_event"] = from_payload(self.type, self.payload)
+        return cached
 
     def to_json(self) -> dict[str, Any]:
         """The wire form published on JetStream and served by the API."""

@@ -335,9 +335,13 @@ def derive(
     return rows
 
 
+# Stable output, so a rebuild writes identical rows. One encoder for all: json.dumps with
+# any option builds a new encoder per call, which was most of the cost of an ingest's row.
+_METADATA_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def ingested_attrs(recorded: RecordedEvent, event: VersionIngested) -> VersionAttrs:
-    metadata = json.dumps(dict(event.metadata), sort_keys=True, separators=(",", ":"),
-                          default=str)  # stable, so a rebuild writes identical rows
+    metadata = _METADATA_JSON.encode(dict(event.metadata))
     return VersionAttrs(event.label, event.kind, event.digest, event.size, event.media_type,
                         event.producer, metadata, utc(recorded.recorded_at))
 

@@ -48,11 +48,17 @@ class Decoded:
     undecodable: list[tuple[Msg, str]] = field(default_factory=list)
 
 
+# One decoder for every message: json.loads(bytes) sniffs the encoding and looks up its
+# decoder per call; the relay publishes UTF-8 (a bad byte raises UnicodeDecodeError, a
+# ValueError: parked like any undecodable message).
+_JSON = json.JSONDecoder()
+
+
 def decode(messages: Sequence[Msg]) -> Decoded:
     decoded = Decoded()
     for msg in messages:
         try:
-            decoded.events.append(RecordedEvent.from_json(json.loads(msg.data)))
+            decoded.events.append(RecordedEvent.from_json(_JSON.decode(msg.data.decode())))
         except (ValueError, KeyError, TypeError) as exc:
             decoded.undecodable.append((msg, f"undecodable message: {exc!r}"))
     return decoded
@@ -211,8 +217,11 @@ class ProjectionWorker:
                     return  # unacked: redelivered to whoever owns the partition next
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
-        if messages:  # AckAll (see _subscribe): acks every message of the batch
-            await max(messages, key=lambda m: m.metadata.sequence.consumer).ack()
+        if messages:
+            # AckAll (see _subscribe): acking the last message acks the batch. Messages arrive
+            # on the subscription in delivery order, so the last has the highest consumer
+            # sequence (parsing every message's metadata to find it cost ~4 us an event).
+            await messages[-1].ack()
         self.applied += len(decoded.events)
         if log.isEnabledFor(logging.DEBUG):  # one line per event: tracing an ingest
             for event in decoded.events:
