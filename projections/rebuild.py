@@ -108,8 +108,18 @@ async def _apply_page(projection: Projection, settings: Settings,
     for event in chosen:
         by_partition[partition_of(event.namespace, event.name, settings.partitions)].append(
             event)
-    for partition, events in sorted(by_partition.items()):
-        await projection.apply(partition, events, replaying=True)
+    # Partitions are independent (the live worker applies them concurrently too): while one
+    # partition's rows are written, the next one's are derived. A failure cancels the rest
+    # and is raised as itself (a TaskGroup would wrap it in an ExceptionGroup).
+    tasks = [asyncio.ensure_future(projection.apply(partition, events, replaying=True))
+             for partition, events in sorted(by_partition.items())]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     return len(chosen)
 
 
