@@ -11,8 +11,10 @@ webhook dispatcher and retention (light, mostly idle), the lag watch and lag sam
 
 Supervision. A child that exits on its own is started again after a pause that doubles from
 one second up to a minute (and resets once it has run for a minute), so a crash loop does not
-spin. Children get PR_SET_PDEATHSIG: they die with ``up`` even when it is killed with SIGKILL.
-On stop they get SIGTERM (their graceful stop), and SIGKILL after ``STOP_SECONDS``.
+spin. On stop they get SIGTERM (their graceful stop), and SIGKILL after ``STOP_SECONDS``. If
+``up`` itself dies without stopping them (kill -9), PR_SET_PDEATHSIG kills them with SIGKILL:
+the engines they talk to are going down with ``up`` too, so a graceful stop would only wait
+on dead connections, and every role is built to survive kill -9 (tests/faults).
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ class WorkerProcesses:
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "api.cli", "run", *role.argv, env=env,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            preexec_fn=die_with_parent(signal.SIGTERM))
+            preexec_fn=die_with_parent(signal.SIGKILL))
 
     async def _relay_output(self, role: WorkerRole, proc: asyncio.subprocess.Process) -> None:
         """Marks the role ready at its ready line; passes every other line on to stdout."""
