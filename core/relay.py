@@ -83,20 +83,9 @@ class Relay:
     async def publish_pending(self) -> int:
         """Publish everything committed after our position; returns how many were published."""
         total = 0
-        events = await self.store.read_after(self.position, self.batch_size)
-        while events:
+        while events := await self.store.read_after(self.position, self.batch_size):
             await self._check_leadership()
-            # The next batch is read while JetStream stores this one and acks it: the read
-            # costs Postgres and this process time that would otherwise wait on the fsyncs.
-            reading = asyncio.create_task(
-                self.store.read_after(events[-1].position, self.batch_size))
-            try:
-                await self.publisher.publish(events)
-            except BaseException:
-                reading.cancel()
-                with contextlib.suppress(BaseException):
-                    await reading
-                raise
+            await self.publisher.publish(events)
             if log.isEnabledFor(logging.DEBUG):  # one line per event: tracing an ingest
                 for event in events:
                     log.debug("relay published position=%s", event.position, extra={
@@ -106,7 +95,6 @@ class Relay:
             await self._write_checkpoint()
             total += len(events)
             self.published += len(events)
-            events = await reading
         return total
 
     async def run(self, stop: asyncio.Event) -> None:
