@@ -46,6 +46,9 @@ VERSIONS = int(os.environ.get("ARTIFACTLOG_CLUSTER_VERSIONS") or scale(2_000, 20
 BATCH = 100  # lines per bulk request
 ARTIFACTS_PER_BATCH = 5  # each batch: 5 artifacts x 20 versions, in order per artifact
 VERSION_HISTORY_WORKERS = 3
+# Shares of the acknowledged versions at which the relay, a worker and the NATS stream
+# leader are killed.
+FAULT_AT = (0.2, 0.45, 0.7)
 
 
 async def test_loopback_cluster_survives_relay_worker_and_nats_node_kills(
@@ -73,10 +76,13 @@ async def test_loopback_cluster_survives_relay_worker_and_nats_node_kills(
                              within=60, interval=0.1)
             ready = time.monotonic()
             history = History()
+            # The clients wait at each fault until it is injected, so every fault lands
+            # mid-ingest with versions still to come (the whole ingest takes ~2 s now).
+            gates = [asyncio.Event() for _ in FAULT_AT]
             faults = asyncio.create_task(_inject_faults(system, cluster, processes, relays,
-                                                        workers, history))
+                                                        workers, history, gates))
             ingest_started = time.monotonic()
-            await asyncio.gather(*(_client(url, token, history, k) for k, (_, url)
+            await asyncio.gather(*(_client(url, token, history, k, gates) for k, (_, url)
                                    in enumerate(apis)))
             ingest_seconds = time.monotonic() - ingest_started
             takeovers = await faults
@@ -108,10 +114,18 @@ async def test_loopback_cluster_survives_relay_worker_and_nats_node_kills(
                               "nats_publish_stall_seconds"}
 
 
-async def _client(url: str, token: str, history: History, client: int) -> None:
-    """Half the versions through one API: batches of a few artifacts, each in version order."""
+async def _client(url: str, token: str, history: History, client: int,
+                  gates: list[asyncio.Event]) -> None:
+    """Half the versions through one API: batches of a few artifacts, each in version order.
+    Just past each fault's share of its batches (so that both clients together reach the
+    fault's threshold) it waits until that fault has been injected."""
     per_artifact = BATCH // ARTIFACTS_PER_BATCH
-    for batch in range(VERSIONS // 2 // BATCH):
+    batches = VERSIONS // 2 // BATCH
+    pauses = {int(batches * fraction) + 1: gate
+              for fraction, gate in zip(FAULT_AT, gates, strict=True)}
+    for batch in range(batches):
+        if batch in pauses:
+            await pauses[batch].wait()
         lines = [{"namespace": "cluster", "name": f"c{client}-b{batch}-a{a}",
                   "content": {"v": v, "client": client},
                   "idempotencyKey": f"{client}-{batch}-{a}-{v}"}
@@ -120,27 +134,41 @@ async def _client(url: str, token: str, history: History, client: int) -> None:
 
 
 async def _inject_faults(system: System, cluster: EmbeddedNatsCluster, processes: Processes,
-                         relays: dict[str, Any], workers: list[Any], history: History
-                         ) -> dict[str, float]:
-    """At 20%, 45% and 70% of the acknowledged versions: kill -9 the active relay, one
-    version-history worker, the NATS node leading the stream. Returns the takeover times."""
+                         relays: dict[str, Any], workers: list[Any], history: History,
+                         gates: list[asyncio.Event]) -> dict[str, float]:
+    """At 20%, 45% and 70% of the acknowledged versions (FAULT_AT): kill -9 the active relay,
+    one version-history worker, the NATS node leading the stream, opening each fault's gate
+    for the clients once it is injected. Returns the takeover times."""
+    try:
+        return await _faults(system, cluster, processes, relays, workers, history, gates)
+    finally:
+        for gate in gates:  # a failed fault must not leave the clients waiting forever
+            gate.set()
+
+
+async def _faults(system: System, cluster: EmbeddedNatsCluster, processes: Processes,
+                  relays: dict[str, Any], workers: list[Any], history: History,
+                  gates: list[asyncio.Event]) -> dict[str, float]:
+    relay_at, worker_at, nats_at = FAULT_AT
     takeovers: dict[str, float] = {}
-    await wait_until(partial(_acknowledged, history, 0.2), within=300, interval=0.05)
+    await wait_until(partial(_acknowledged, history, relay_at), within=300, interval=0.05)
     active = await active_relay_name(system)
     assert active in relays
     processes.kill(relays[active])
     killed = time.monotonic()
+    gates[0].set()
     await wait_until(partial(_relay_other_than, system, active), within=30, interval=0.01)
     takeovers["relay_takeover_seconds"] = round(time.monotonic() - killed, 3)
 
-    await wait_until(partial(_acknowledged, history, 0.45), within=300, interval=0.05)
+    await wait_until(partial(_acknowledged, history, worker_at), within=300, interval=0.05)
     processes.kill(workers[0])
     killed = time.monotonic()
+    gates[1].set()
     await wait_until(partial(_workers_own_everything, system, VERSION_HISTORY_WORKERS - 1),
                      within=30, interval=0.01)
     takeovers["worker_takeover_seconds"] = round(time.monotonic() - killed, 3)
 
-    await wait_until(partial(_acknowledged, history, 0.7), within=300, interval=0.05)
+    await wait_until(partial(_acknowledged, history, nats_at), within=300, interval=0.05)
     # Both followers current first: in one CI run (nats-server 2.15.1, load average ~6) the
     # leader was killed while a follower was still catching up, and the two survivors elected
     # no new stream leader for over 60 s. Killing one node of a healthy group is the fault.
@@ -151,6 +179,7 @@ async def _inject_faults(system: System, cluster: EmbeddedNatsCluster, processes
     before = await published(system)
     victim.kill()
     killed = time.monotonic()
+    gates[2].set()  # the versions still to come are what the relay must publish now
     await wait_until(partial(_published_at_least, system, before + 1), within=60, interval=0.01)
     takeovers["nats_publish_stall_seconds"] = round(time.monotonic() - killed, 3)
     victim.start()
