@@ -44,7 +44,6 @@ from core.errors import (
     ValidationError,
 )
 from core.events import (
-    DomainEvent,
     NewEvent,
     RecordedEvent,
     VersionIngested,
@@ -250,10 +249,9 @@ class _Plan:
         self.check = check
         self.states: dict[tuple[str, str], ArtifactState] = {}
         self.claims: dict[str, IdempotencyClaim] = {}  # keys first used in this plan
-        # Claims already in the store for the keys the plan's commands carry, read for the
-        # whole plan at once (a query per keyed command would cost a round trip per line).
-        self.stored_claims: dict[str, IdempotencyClaim] = {}
-        self.claims_read: set[str] = set()
+        # What the store holds for the keys the plan's commands carry (None: no claim), read
+        # for the whole plan at once (a query per keyed command cost a round trip per line).
+        self.stored_claims: dict[str, IdempotencyClaim | None] = {}
         self.created: set[VersionKey] = set()
         self.events: list[NewEvent] = []
         self.contents: list[Content] = []
@@ -339,15 +337,15 @@ class _Plan:
         return state.resolve(ref).key
 
     async def read_claims(self, keys: Collection[str]) -> None:
-        self.stored_claims.update(await self.store.find_claims(keys))
-        self.claims_read.update(keys)
+        found = await self.store.find_claims(keys)
+        self.stored_claims.update({key: found.get(key) for key in keys})
 
     async def _claim(self, key: str) -> IdempotencyClaim | None:
         if key in self.claims:
             return self.claims[key]
-        if key not in self.claims_read:
+        if key not in self.stored_claims:
             await self.read_claims([key])
-        return self.stored_claims.get(key)
+        return self.stored_claims[key]
 
     async def _replayed(self, claim: IdempotencyClaim, fingerprint: str) -> _Decision:
         if claim.fingerprint != fingerprint:
@@ -385,25 +383,13 @@ async def _pause(attempt: int) -> None:
 
 def _provisional(new: NewEvent) -> RecordedEvent:
     # Position 0 and this clock stand in until the log assigns the real ones; results are
-    # patched from the recorded events after the append (``_Plan.result``).
-    return _ProvisionalEvent(
+    # patched from the recorded events after the append (``_Plan.result``). It hands
+    # ``ArtifactState.apply`` the domain event it was made from instead of rebuilding an equal
+    # one from the payload (``from_payload`` per decided line showed in bulk ingest profiles).
+    return RecordedEvent(
         position=0, event_id=new.event_id, namespace=new.namespace, name=new.name,
         stream_version=new.stream_version, type=new.type, payload=to_payload(new.event),
-        metadata=new.metadata, recorded_at=datetime.now(UTC), domain=new.event)
-
-
-@dataclass(frozen=True)
-class _ProvisionalEvent(RecordedEvent):
-    """A provisional event that hands ``ArtifactState.apply`` the domain event it was made
-    from, instead of rebuilding an equal one from its payload (``from_payload`` per decided
-    line showed in bulk ingest profiles)."""
-
-    domain: DomainEvent | None = None
-
-    @property
-    def event(self) -> DomainEvent:
-        assert self.domain is not None
-        return self.domain
+        metadata=new.metadata, recorded_at=datetime.now(UTC)).decoding_to(new.event)
 
 
 def _too_contended(items: Sequence[_Item]) -> Conflict:

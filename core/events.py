@@ -218,6 +218,12 @@ class RecordedEvent:
             cached = self.__dict__["_event"] = from_payload(self.type, self.payload)
         return cached
 
+    def decoding_to(self, event: DomainEvent) -> RecordedEvent:
+        """This envelope, told that its payload decodes to ``event`` (it was built from it):
+        ``event`` then answers without decoding. Returns self."""
+        self.__dict__["_event"] = event
+        return self
+
     def to_json(self) -> dict[str, Any]:
         """The wire form published on JetStream and served by the API."""
         return {
