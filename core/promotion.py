@@ -3,10 +3,8 @@ themselves (per artifact, or per namespace on the namespace's policy stream)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from core.artifact import (
     ArtifactState,
@@ -25,6 +23,7 @@ from core.errors import Conflict, StreamVersionTaken
 from core.events import DomainEvent, PromotionPolicySet
 from core.policies import PolicyCheck, evaluate, validate_rules
 from core.ports import AppendBatch
+from core.tasks import gather_or_cancel
 
 if TYPE_CHECKING:
     from core.services import ArtifactService, PromoteResult
@@ -33,8 +32,6 @@ if TYPE_CHECKING:
 # so no artifact can ever be called this.
 NAMESPACE_POLICY_STREAM = "__namespace__"
 MAX_ATTEMPTS = 8
-A = TypeVar("A")
-B = TypeVar("B")
 
 
 class Promotions:
@@ -108,8 +105,10 @@ class Promotions:
     async def _load(self, ref: VersionRef) -> tuple[ArtifactState, ArtifactState]:
         """The artifact and its namespace's policy stream, read at once on two connections:
         a promotion needs both, and one round trip after the other was most of its wait."""
-        return await _both(self.artifacts.load_existing(ref.namespace, ref.name),
-                           self._namespace_state(ref.namespace))
+        state, policies = await gather_or_cancel(
+            self.artifacts.load_existing(ref.namespace, ref.name),
+            self._namespace_state(ref.namespace))
+        return state, policies
 
     async def _checks(self, state: ArtifactState, policies: ArtifactState, ref: VersionRef, *,
                       approved_by: str | None) -> list[PolicyCheck]:
@@ -147,16 +146,3 @@ class Promotions:
             state.apply(r)
         return [r.position for r in recorded]
 
-
-async def _both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
-    """Both results, awaited concurrently; if the first fails, the second is cancelled
-    (asyncio.gather would leave it running, its own failure never retrieved)."""
-    task = asyncio.ensure_future(second)
-    try:
-        result = await first
-    except BaseException:
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-        raise
-    return result, await task

@@ -21,6 +21,7 @@ from core.eventlog_pg import PostgresEventStore
 from core.events import RecordedEvent
 from core.jetstream import partition_of
 from core.settings import Settings
+from core.tasks import gather_or_cancel
 from projections.analytics import TABLES as ANALYTICS_TABLES
 from projections.analytics import AnalyticsProjection
 from projections.base import Artifact, Projection
@@ -109,17 +110,9 @@ async def _apply_page(projection: Projection, settings: Settings,
         by_partition[partition_of(event.namespace, event.name, settings.partitions)].append(
             event)
     # Partitions are independent (the live worker applies them concurrently too): while one
-    # partition's rows are written, the next one's are derived. A failure cancels the rest
-    # and is raised as itself (a TaskGroup would wrap it in an ExceptionGroup).
-    tasks = [asyncio.ensure_future(projection.apply(partition, events, replaying=True))
-             for partition, events in sorted(by_partition.items())]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+    # partition's rows are written, the next one's are derived.
+    await gather_or_cancel(*(projection.apply(partition, events, replaying=True)
+                             for partition, events in sorted(by_partition.items())))
     return len(chosen)
 
 
