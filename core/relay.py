@@ -93,8 +93,9 @@ class Relay:
             try:
                 await self.publisher.publish(events)
             except BaseException:
-                reading.cancel()
-                with contextlib.suppress(BaseException):
+                # Not cancelled mid-query (as in projections/rebuild.py): a page read in vain
+                # is dropped once it has arrived.
+                with contextlib.suppress(Exception):
                     await reading
                 raise
             if log.isEnabledFor(logging.DEBUG):  # one line per event: tracing an ingest
