@@ -152,7 +152,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             await load_demo(runtime.service)
             # "ready" with demo data means the demo can be read: the projections (worker
             # processes of their own) have applied it.
-            await runtime.services.status.wait_caught_up(DEMO_PROJECTED_SECONDS)
+            if not await runtime.services.status.wait_caught_up(DEMO_PROJECTED_SECONDS):
+                print(f"the projections have not applied the demo data within "
+                      f"{DEMO_PROJECTED_SECONDS:.0f}s; it shows once they catch up",
+                      file=sys.stderr, flush=True)
         token = await ensure_local_admin_token(TokenService(runtime.pool), settings.home)
         write_state(settings.home, api_url=url, pid=os.getpid())
         print(f"artifactlog ready in {time.monotonic() - started:.1f}s: GraphQL at {url}/graphql"

@@ -44,7 +44,7 @@ HEALTHY_SECONDS = 60.0  # a child that ran this long restarts without the grown 
 
 @dataclass(frozen=True)
 class WorkerRole:
-    name: str  # as the logs and state.json name it
+    name: str  # as the logs name it
     argv: tuple[str, ...]  # after `artifactlog run`
 
 
@@ -78,7 +78,6 @@ class WorkerProcesses:
     def __init__(self, settings: Settings, roles: Sequence[WorkerRole]) -> None:
         self.settings = settings
         self.roles = list(roles)
-        self.pids: dict[str, int] = {}
         self._ready = {role.name: asyncio.Event() for role in self.roles}
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -97,7 +96,6 @@ class WorkerProcesses:
         while not stop.is_set():
             started = time.monotonic()
             proc = await self._start(role)
-            self.pids[role.name] = proc.pid
             log.info("worker %s started (pid %d)", role.name, proc.pid,
                      extra={"role": role.name, "pid": proc.pid})
             relaying = asyncio.create_task(self._relay_output(role, proc))
@@ -110,7 +108,6 @@ class WorkerProcesses:
                 await relaying
                 break
             await relaying
-            self.pids.pop(role.name, None)
             if time.monotonic() - started >= HEALTHY_SECONDS:
                 pause = FIRST_PAUSE_SECONDS
             log.warning("worker %s exited with %s; starting it again in %.0f s", role.name,
@@ -120,7 +117,6 @@ class WorkerProcesses:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), pause)
             pause = min(pause * 2, MAX_PAUSE_SECONDS)
-        self.pids.pop(role.name, None)
 
     async def _start(self, role: WorkerRole) -> asyncio.subprocess.Process:
         env = {**os.environ, **self.settings.environment()}
