@@ -92,6 +92,9 @@ async def test_loopback_cluster_survives_relay_worker_and_nats_node_kills(
             convergence = await converge(
                 [(VersionHistoryProjection(system.pool), history_checksum(system))],
                 system.pool, system.settings, fault_ended=fault_ended, within=120)
+            # The restarted node back in the stream's group first: reading the whole stream
+            # while it rejoins was answered "no responders" once (fresh-clone CI run).
+            await wait_until(partial(_followers_current, system), within=60, interval=0.1)
             report = analyse(history, await observe(system))
             analytics_equal = await _analytics_equals_rebuild(system, processes, analytics,
                                                               analytics_home)
