@@ -67,8 +67,8 @@ async def test_nats_cluster_node_sigkilled_under_load(
             convergence = await converge(
                 [(VersionHistoryProjection(system.pool), history_checksum(system))],
                 system.pool, system.settings, fault_ended=fault_ended)
+            replicas = await _replica_states(system)  # read the stream once it has settled
             report = analyse(history, await observe(system))
-            replicas = await _replica_states(system)
     finally:
         cluster.stop()
     figures.update(report.figures(), nodes=3, replicas=3, killed="stream leader",

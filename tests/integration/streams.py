@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -60,24 +62,43 @@ async def open_system(settings: Settings) -> AsyncIterator[System]:
         await pool.close()
 
 
-async def read_stream(js: JetStreamContext, stream: str, subject: str) -> list[dict[str, Any]]:
-    """Every message in the stream, in stream order, with its stream sequence."""
-    info = await js.stream_info(stream)
-    total = info.state.messages
-    if total == 0:
-        return []
+async def read_stream(js: JetStreamContext, stream: str, subject: str,
+                      within: float = 60.0) -> list[dict[str, Any]]:
+    """Every message in the stream, in stream order, with its stream sequence.
+
+    In a cluster a node that has just come back may hold the reading consumer while it catches
+    up ("no responders", 503, timeouts); the read then resumes after the last message it got
+    on a new consumer until ``within`` seconds have passed."""
+    total: int | None = None
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + within
+    while total is None or len(messages) < total:
+        try:
+            if total is None:
+                total = (await js.stream_info(stream)).state.messages
+            await _read_into(messages, js, stream, subject, total)
+        except (TimeoutError, nats.errors.Error):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+    return messages
+
+
+async def _read_into(messages: list[dict[str, Any]], js: JetStreamContext, stream: str,
+                     subject: str, total: int) -> None:
+    start = messages[-1]["seq"] + 1 if messages else 1
     sub = await js.pull_subscribe(
         subject, stream=stream, config=ConsumerConfig(
-            deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, inactive_threshold=30))
-    messages: list[dict[str, Any]] = []
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
+            ack_policy=AckPolicy.NONE, inactive_threshold=30))
     try:
         while len(messages) < total:
             batch = await sub.fetch(min(1000, total - len(messages)), timeout=5)
             messages += [{**json.loads(m.data), "seq": m.metadata.sequence.stream,
                           "msg_id": (m.headers or {}).get("Nats-Msg-Id")} for m in batch]
     finally:
-        await sub.unsubscribe()
-    return messages
+        with contextlib.suppress(nats.errors.Error):
+            await sub.unsubscribe()
 
 
 async def wait_until(predicate: Any, within: float = 30.0, interval: float = 0.1) -> None:
