@@ -38,7 +38,7 @@ from tests.cluster.topology import (
 from tests.faults.checker import History, analyse, at_head, clickhouse_checksum, converge
 from tests.faults.conftest import Processes, history_checksum, observe
 from tests.faults.figures import scale
-from tests.integration.streams import System, open_system, wait_until
+from tests.integration.streams import System, open_system, stream_info_or_none, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -190,7 +190,7 @@ async def _faults(system: System, cluster: EmbeddedNatsCluster, processes: Proce
 
 
 async def _followers_current(system: System) -> bool:
-    info = await system.js.stream_info(system.settings.stream_name)
+    info = await stream_info_or_none(system.js, system.settings.stream_name)
     followers = list(info.cluster.replicas or []) if info.cluster else []
     return len(followers) == 2 and all(r.current and not r.offline for r in followers)
 

@@ -20,7 +20,13 @@ from projections.version_history import VersionHistoryProjection
 from tests.faults.checker import History, analyse, converge
 from tests.faults.conftest import history_checksum, observe, produce, worker
 from tests.faults.figures import scale
-from tests.integration.streams import System, open_system, running, wait_until
+from tests.integration.streams import (
+    System,
+    open_system,
+    running,
+    stream_info_or_none,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -101,15 +107,19 @@ async def _published_at_least(system: System, count: int) -> bool:
 async def _replica_states(system: System) -> dict[str, int]:
     """The stream leader's followers once the killed node is back in the peer group: how many
     are offline, and how many have already caught up (under load one may still be catching up)."""
-    async def followers() -> list[Any]:
-        info = await system.js.stream_info(system.settings.stream_name)
-        assert info.cluster is not None, info
-        return list(info.cluster.replicas or [])
+    found: list[Any] | None = None
 
-    async def none_offline() -> bool:
-        return not [r for r in await followers() if r.offline]
+    async def followers_answered(none_offline: bool) -> bool:
+        nonlocal found
+        info = await stream_info_or_none(system.js, system.settings.stream_name)
+        if info is None or info.cluster is None:
+            return False
+        found = list(info.cluster.replicas or [])
+        return not none_offline or not [r for r in found if r.offline]
     with contextlib.suppress(AssertionError):
-        await wait_until(none_offline, within=15)
-    found = await followers()
+        await wait_until(partial(followers_answered, True), within=15)
+    if found is None:
+        await wait_until(partial(followers_answered, False), within=30)
+    assert found is not None
     return {"current": len([r for r in found if r.current]),
             "offline": len([r for r in found if r.offline])}

@@ -14,7 +14,7 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamInfo
 from psycopg_pool import AsyncConnectionPool
 
 from core.db import open_pool
@@ -99,6 +99,15 @@ async def _read_into(messages: list[dict[str, Any]], js: JetStreamContext, strea
     finally:
         with contextlib.suppress(nats.errors.Error):
             await sub.unsubscribe()
+
+
+async def stream_info_or_none(js: JetStreamContext, stream: str) -> StreamInfo | None:
+    """The stream's info, or None while a cluster cannot answer (a stream leader election, a
+    client reconnecting after its node was killed)."""
+    try:
+        return await js.stream_info(stream)
+    except (TimeoutError, nats.errors.Error):
+        return None
 
 
 async def wait_until(predicate: Any, within: float = 30.0, interval: float = 0.1) -> None:
