@@ -14,9 +14,10 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from sys import intern
 from typing import Any
 
-from core.artifact import ArtifactState, Stage, VersionState
+from core.artifact import ArtifactState, Stage, VersionState, shared, shared_metadata
 from core.events import RecordedEvent, VersionKey, VersionPromoted
 from core.version_schemes import VersionScheme
 
@@ -119,11 +120,12 @@ def _versions(namespace: str, name: str, rows: list[list[Any]]) -> list[VersionS
         # result equals what __init__ builds, field by field.
         version = new(VersionState)
         set_attribute(version, "__dict__", {
-            "namespace": namespace, "name": name, "number": number, "label": label,
-            "stage": _STAGES[stage], "digest": digest, "size": size, "media_type": media_type,
-            "content_type": content_type, "metadata": metadata, "parents": tuple(parent_keys),
-            "producer": producer, "created_at": parse_time(created_at), "position": position,
-            "purged": purged})
+            "namespace": namespace, "name": name, "number": number, "label": intern(label),
+            "stage": _STAGES[stage], "digest": digest, "size": size,
+            "media_type": shared(media_type), "content_type": intern(content_type),
+            "metadata": shared_metadata(metadata), "parents": tuple(parent_keys),
+            "producer": shared(producer), "created_at": parse_time(created_at),
+            "position": position, "purged": purged})
         versions.append(version)
     return versions
 
