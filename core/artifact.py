@@ -180,7 +180,7 @@ def _new_version(
         namespace=state.namespace, name=state.name, number=event.number,
         label=intern(event.label), stage=Stage.DRAFT, digest=event.digest, size=event.size,
         media_type=shared(event.media_type), content_type=intern(event.content_type),
-        metadata=shared_metadata(event.metadata), parents=event.parents,
+        metadata=version_metadata(state.versions, event.metadata), parents=event.parents,
         producer=shared(event.producer), created_at=recorded.recorded_at,
         position=recorded.position,
     )
@@ -197,7 +197,15 @@ def shared(text: str | None) -> str | None:
     return None if text is None else intern(text)
 
 
-def shared_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+def version_metadata(earlier: Sequence[VersionState], metadata: Mapping[str, Any]
+                     ) -> Mapping[str, Any]:
+    """What a new version keeps as its metadata. Metadata often repeats from one version to
+    the next (owner, team, schema): equal metadata, keys in the same order, is the previous
+    version's object (read-only, as every version's is)."""
+    if earlier:
+        previous = earlier[-1].metadata
+        if previous == metadata and list(previous) == list(metadata):
+            return previous
     return {intern(key): intern(value)
             if type(value) is str and len(value) <= SHARED_VALUE_LENGTH else value
             for key, value in metadata.items()}

@@ -17,7 +17,7 @@ from datetime import datetime
 from sys import intern
 from typing import Any
 
-from core.artifact import ArtifactState, Stage, VersionState, shared, shared_metadata
+from core.artifact import ArtifactState, Stage, VersionState, shared, version_metadata
 from core.events import RecordedEvent, VersionKey, VersionPromoted
 from core.version_schemes import VersionScheme
 
@@ -123,7 +123,7 @@ def _versions(namespace: str, name: str, rows: list[list[Any]]) -> list[VersionS
             "namespace": namespace, "name": name, "number": number, "label": intern(label),
             "stage": _STAGES[stage], "digest": digest, "size": size,
             "media_type": shared(media_type), "content_type": intern(content_type),
-            "metadata": shared_metadata(metadata), "parents": tuple(parent_keys),
+            "metadata": version_metadata(versions, metadata), "parents": tuple(parent_keys),
             "producer": shared(producer), "created_at": parse_time(created_at),
             "position": position, "purged": purged})
         versions.append(version)
