@@ -44,10 +44,12 @@ async def run(bench: Bench) -> None:
         async def once(warmup: bool) -> None:
             before = await idle(server.pid, quiet)
             with MemorySampler(server.pid) as sampler:
-                await bulk_http(http, workload(bench, "memory", warmup, scenario=NAME))
+                rate = await bulk_http(http, workload(bench, "memory", warmup, scenario=NAME))
                 await server.settle(http)
             if warmup:
                 return
+            # What the memory costs or saves in speed (nats-server's GOMEMLIMIT, for one).
+            figures.setdefault("rate", []).append(rate)
             for group in before:
                 figures.setdefault(f"{group} idle", []).append(before[group] / MB)
                 figures.setdefault(f"{group} peak", []).append(sampler.peaks[group] / MB)
@@ -55,6 +57,7 @@ async def run(bench: Bench) -> None:
                     (sampler.peaks[group] - before[group]) / MB)
 
         await bench.repeat(once)
+    bench.add(NAME, "bulk ingest while sampled", "versions/s", figures.pop("rate"))
     for group in sorted({f.rsplit(" ", 1)[0] for f in figures}, key=_order):
         label = LABELS.get(group, group)
         bench.add(NAME, f"{label}: idle", "MB", figures[f"{group} idle"])
