@@ -19,6 +19,6 @@ def test_the_embedded_nats_server_process_runs_with_the_memory_limit(engines: En
 
 def test_a_gomemlimit_in_the_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GOMEMLIMIT", raising=False)
-    assert nats_environment()["GOMEMLIMIT"] == NATS_MEMORY_LIMIT == "128MiB"
+    assert nats_environment()["GOMEMLIMIT"] == NATS_MEMORY_LIMIT == "192MiB"
     monkeypatch.setenv("GOMEMLIMIT", "1GiB")
     assert nats_environment()["GOMEMLIMIT"] == "1GiB"
