@@ -31,7 +31,6 @@ from tests.cluster.topology import (
     active_relay_name,
     bulk_ingest,
     own_home,
-    published,
     start_api,
     worker_locks,
 )
@@ -88,7 +87,7 @@ async def test_loopback_cluster_survives_relay_worker_and_nats_node_kills(
             takeovers = await faults
             fault_ended = time.monotonic()
             log_head = len(await system.log_ids())
-            await wait_until(partial(_published_at_least, system, log_head), within=120)
+            await wait_until(partial(system.published_at_least, log_head), within=120)
             convergence = await converge(
                 [(VersionHistoryProjection(system.pool), history_checksum(system))],
                 system.pool, system.settings, fault_ended=fault_ended, within=120)
@@ -179,11 +178,11 @@ async def _faults(system: System, cluster: EmbeddedNatsCluster, processes: Proce
     info = await system.js.stream_info(system.settings.stream_name)
     assert info.cluster is not None
     victim = next(n for n in cluster.nodes if f"artifactlog_{n.port}" == info.cluster.leader)
-    before = await published(system)
+    before = await system.published()
     victim.kill()
     killed = time.monotonic()
     gates[2].set()  # the versions still to come are what the relay must publish now
-    await wait_until(partial(_published_at_least, system, before + 1), within=60, interval=0.01)
+    await wait_until(partial(system.published_at_least, before + 1), within=60, interval=0.01)
     takeovers["nats_publish_stall_seconds"] = round(time.monotonic() - killed, 3)
     victim.start()
     return takeovers
@@ -208,9 +207,6 @@ async def _workers_own_everything(system: System, workers: int) -> bool:
     slots, owned = await worker_locks(system, "version_history")
     return slots == workers and owned == system.settings.partitions
 
-
-async def _published_at_least(system: System, count: int) -> bool:
-    return await published(system) >= count
 
 
 async def _analytics_equals_rebuild(system: System, processes: Processes, analytics: Any,

@@ -34,16 +34,16 @@ async def test_standby_relay_takes_over_when_the_active_one_is_killed(
     lock_takeovers, publish_takeovers = [], []
     for _ in range(KILLS):
         await wait_until(partial(_connected, system, set(relays)), within=30, interval=0.02)
-        await wait_until(partial(_published_at_least, system, await _published(system) + 50),
+        await wait_until(partial(system.published_at_least, await system.published() + 50),
                          within=20, interval=0.01)
         active = await _active(system)
         assert active in relays
         processes.kill(relays.pop(active))
         killed = time.monotonic()
-        published = await _published(system)
+        published = await system.published()
         await wait_until(partial(_active_is_not, system, active), within=10, interval=0.005)
         lock_takeovers.append(time.monotonic() - killed)
-        await wait_until(partial(_published_at_least, system, published + 1), within=10,
+        await wait_until(partial(system.published_at_least, published + 1), within=10,
                          interval=0.005)
         publish_takeovers.append(time.monotonic() - killed)
         assert await _active(system) in relays  # the standby, not a ghost of the dead one
@@ -52,13 +52,13 @@ async def test_standby_relay_takes_over_when_the_active_one_is_killed(
     stop.set()
     await producer
     log_head = len(await system.log_ids())
-    await wait_until(partial(_published_at_least, system, log_head), within=30)
+    await wait_until(partial(system.published_at_least, log_head), within=30)
     report = analyse(history, await observe(system, read_model=False))
     figures.update(report.figures(), kills=KILLS,
                    lock_takeover_seconds=[round(s, 3) for s in lock_takeovers],
                    publish_takeover_seconds=[round(s, 3) for s in publish_takeovers])
     assert report.problems() == {}
-    assert report.acknowledged == report.log_events == await _published(system) > 0
+    assert report.acknowledged == report.log_events == await system.published() > 0
     assert max(publish_takeovers) < 2.0
     await wait_until(partial(_connected, system, set(relays)), within=30, interval=0.02)
     assert Processes.terminate(*relays.values()) == [0, 0]
@@ -81,10 +81,3 @@ async def _active_is_not(system: System, dead: str) -> bool:
     return holder is not None and holder != dead
 
 
-async def _published(system: System) -> int:
-    info = await system.js.stream_info(system.settings.stream_name)
-    return int(info.state.messages)
-
-
-async def _published_at_least(system: System, count: int) -> bool:
-    return await _published(system) >= count

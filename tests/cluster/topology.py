@@ -17,7 +17,7 @@ from core.settings import Settings
 from projections.leases import lock_key
 from tests.faults.checker import History, status_of_code
 from tests.faults.conftest import Processes
-from tests.integration.streams import System, stream_info_or_none, wait_until
+from tests.integration.streams import System, wait_until
 
 
 def own_home(settings: Settings, root: Path, tag: str) -> Settings:
@@ -90,7 +90,3 @@ async def worker_locks(system: System, projection: str) -> tuple[int, int]:
 async def active_relay_name(system: System) -> str | None:
     return await active_relay(system.pool, system.settings.stream_name)
 
-
-async def published(system: System) -> int:
-    info = await stream_info_or_none(system.js, system.settings.stream_name)
-    return -1 if info is None else int(info.state.messages)

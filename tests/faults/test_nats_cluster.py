@@ -50,18 +50,18 @@ async def test_nats_cluster_node_sigkilled_under_load(
             stop = asyncio.Event()
             producer = asyncio.create_task(produce(system, history, scale(5_000, 100_000),
                                                    pause=0.002, stop=stop))
-            await wait_until(partial(_published_at_least, system, 200), within=30,
+            await wait_until(partial(system.published_at_least, 200), within=30,
                              interval=0.02)
             leader = info.cluster.leader
             victim = next(n for n in cluster.nodes if f"artifactlog_{n.port}" == leader)
-            before = await _published(system)
+            before = await system.published()
             victim.kill()
             killed = time.monotonic()
-            await wait_until(partial(_published_at_least, system, before + 1), within=30,
+            await wait_until(partial(system.published_at_least, before + 1), within=30,
                              interval=0.01)
             publish_stall = time.monotonic() - killed
             await asyncio.sleep(DOWN_SECONDS)  # ingest goes on with two nodes of three
-            published_while_down = await _published(system) - before
+            published_while_down = await system.published() - before
             new_leader = (await system.js.stream_info(settings.stream_name)).cluster
             victim.start()
             cluster.wait_ready()
@@ -69,7 +69,7 @@ async def test_nats_cluster_node_sigkilled_under_load(
             stop.set()
             await producer
             log_head = len(await system.log_ids())
-            await wait_until(partial(_published_at_least, system, log_head), within=60)
+            await wait_until(partial(system.published_at_least, log_head), within=60)
             convergence = await converge(
                 [(VersionHistoryProjection(system.pool), history_checksum(system))],
                 system.pool, system.settings, fault_ended=fault_ended)
@@ -90,18 +90,6 @@ async def test_nats_cluster_node_sigkilled_under_load(
     assert published_while_down > 0
     assert convergence.equal_to_rebuild, (convergence.live, convergence.rebuilt)
     assert replicas["offline"] == 0  # the killed node is back in the stream's peer group
-
-
-async def _published(system: System) -> int:
-    info = await system.js.stream_info(system.settings.stream_name)
-    return int(info.state.messages)
-
-
-async def _published_at_least(system: System, count: int) -> bool:
-    try:
-        return await _published(system) >= count
-    except Exception:  # the cluster is electing a new stream leader
-        return False
 
 
 async def _replica_states(system: System) -> dict[str, int]:

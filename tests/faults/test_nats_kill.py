@@ -39,7 +39,7 @@ async def test_nats_server_sigkilled_and_restarted_while_publishing(
             producer = asyncio.create_task(produce(system, history, scale(5_000, 100_000),
                                                    pause=0.002, stop=stop))
             for kill in range(KILLS):
-                await wait_until(partial(_published, system, 100 * (kill + 1)), within=30,
+                await wait_until(partial(system.published_at_least, 100 * (kill + 1)), within=30,
                                  interval=0.02)
                 nats.kill()
                 killed = time.monotonic()
@@ -63,9 +63,3 @@ async def test_nats_server_sigkilled_and_restarted_while_publishing(
     assert convergence.equal_to_rebuild, (convergence.live, convergence.rebuilt)
 
 
-async def _published(system: Any, count: int) -> bool:
-    try:
-        info = await system.js.stream_info(system.settings.stream_name)
-    except Exception:  # the broker is still coming back
-        return False
-    return bool(info.state.messages >= count)

@@ -24,6 +24,10 @@ from core.relay import Relay
 from core.services import ArtifactService
 from core.settings import Settings
 
+# What a JetStream request gets while the cluster cannot answer it: "no responders", a 503, a
+# timeout (nats.errors.TimeoutError is a TimeoutError).
+UNANSWERED = (TimeoutError, nats.errors.Error)
+
 
 @dataclass
 class System:
@@ -40,6 +44,15 @@ class System:
     async def stream_messages(self) -> list[dict[str, Any]]:
         return await read_stream(self.js, self.settings.stream_name,
                                  f"{self.settings.subject_prefix}.>")
+
+    async def published(self) -> int:
+        """Messages in the events stream; raises if the stream cannot answer."""
+        return int((await self.js.stream_info(self.settings.stream_name)).state.messages)
+
+    async def published_at_least(self, count: int) -> bool:
+        """False too while the stream cannot answer (a leader election, a node coming back)."""
+        info = await stream_info_or_none(self.js, self.settings.stream_name)
+        return info is not None and info.state.messages >= count
 
     async def log_ids(self) -> list[str]:
         return [str(e.event_id) for e in await self.store.read_after(0, 1_000_000)]
@@ -77,7 +90,7 @@ async def read_stream(js: JetStreamContext, stream: str, subject: str,
             if total is None:
                 total = (await js.stream_info(stream)).state.messages
             await _read_into(messages, js, stream, subject, total)
-        except (TimeoutError, nats.errors.Error):
+        except UNANSWERED:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)
@@ -106,7 +119,7 @@ async def stream_info_or_none(js: JetStreamContext, stream: str) -> StreamInfo |
     client reconnecting after its node was killed)."""
     try:
         return await js.stream_info(stream)
-    except (TimeoutError, nats.errors.Error):
+    except UNANSWERED:
         return None
 
 

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -140,15 +141,10 @@ async def test_many_commits_with_random_delays_while_the_relay_tails(system: Sys
 
     await asyncio.gather(*[slow_append(i) for i in range(150)])
     expected = await system.log_ids()
-    await wait_until(lambda: _published(system, len(expected)))
+    await wait_until(partial(system.published_at_least, len(expected)))
     stop.set()
     await relay_task
     assert_exactly_once_in_order(await system.stream_messages(), expected)
-
-
-async def _published(system: System, count: int) -> bool:
-    info = await system.js.stream_info(system.settings.stream_name)
-    return bool(info.state.messages >= count)
 
 
 def relay_process(settings: Settings) -> subprocess.Popen[bytes]:
@@ -184,7 +180,7 @@ async def test_relay_killed_with_sigkill_again_and_again_loses_and_doubles_nothi
     final = relay_process(system.settings)
     try:
         expected = await system.log_ids()
-        await wait_until(lambda: _published(system, len(expected)), within=60)
+        await wait_until(partial(system.published_at_least, len(expected)), within=60)
     finally:
         final.terminate()
         final.wait(10)
@@ -206,13 +202,13 @@ async def test_nats_server_killed_and_restarted_during_publishing(
             relay = system.relay(batch_size=50, poll_interval=0.05)
             relay_task = asyncio.create_task(relay.run(stop))
             producer = asyncio.create_task(ingest_many(system, 600, artifacts=10))
-            await wait_until(lambda: _published(system, 100), within=30, interval=0.02)
+            await wait_until(partial(system.published_at_least, 100), within=30, interval=0.02)
             nats.kill()
             await asyncio.sleep(1.0)  # appends go on while the broker is down
             nats.start()
             await producer
             expected = await system.log_ids()
-            await wait_until(lambda: _published(system, len(expected)), within=60)
+            await wait_until(partial(system.published_at_least, len(expected)), within=60)
             stop.set()
             await relay_task
             assert_exactly_once_in_order(await system.stream_messages(), expected)
